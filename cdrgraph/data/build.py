@@ -209,11 +209,11 @@ def from_interactions(
     store = data[INTERACTS]
     store.edge_index = ei
     if rating is not None:
-        store.rating = torch.as_tensor(df[rating].to_numpy(dtype=np.float32))
+        store.rating = torch.from_numpy(df[rating].to_numpy(dtype=np.float32, copy=True))
     if time is not None:
-        store.time = torch.as_tensor(df[time].to_numpy(dtype=np.int64))
+        store.time = torch.from_numpy(df[time].to_numpy(dtype=np.int64, copy=True))
     if behavior is not None:
-        store.behavior = torch.as_tensor(df[behavior].to_numpy(dtype=np.int64))
+        store.behavior = torch.from_numpy(df[behavior].to_numpy(dtype=np.int64, copy=True))
     if split is not None:
         codes = {'train': 0, 'val': 1, 'valid': 1, 'test': 2, 0: 0, 1: 1, 2: 2}
         mapped = df[split].map(lambda v: codes.get(v, codes.get(str(v), -1)))
@@ -221,7 +221,7 @@ def from_interactions(
             row = int(np.flatnonzero((mapped < 0).to_numpy())[0])
             raise ValueError(f"{source}: column '{split}' has unknown split value {df[split].iloc[row]!r} "
                              f"at row {row}; use 0/1/2 or 'train'/'val'/'test'")
-        store.split = torch.as_tensor(mapped.to_numpy(dtype=np.int64))
+        store.split = torch.from_numpy(mapped.to_numpy(dtype=np.int64, copy=True))
     if shared_item is not None:
         first = df.groupby(item_codes, sort=True)[shared_item].first()
         shared_codes, shared_index = pd.factorize(first.to_numpy(), sort=True)

@@ -9,10 +9,15 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.data import HeteroData
 
-from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.data.schema import INTERACTS, ITEM, PAD, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 
 ZDict = dict[str, Tensor]
+
+#: optional ``z_dict`` key: ``float[I]`` per-item bias added by the base :meth:`CDRModel.score`
+ITEM_BIAS = 'item_bias'
+_PAIR_CHUNK = 1 << 20   # pairs per chunk when scoring pair by pair
+_SCORE_CHUNK = 1 << 24  # score-matrix entries per chunk in recommend
 
 
 class CDRModel(torch.nn.Module):
@@ -56,6 +61,10 @@ class CDRModel(torch.nn.Module):
               domain: Tensor | None = None) -> Tensor:
         r"""Scores of (user, item) pairs given by *local* indices into ``z_dict``.
 
+        The dot product of the user and item vectors, plus
+        ``z_dict['item_bias'][item]`` when the model puts a per-item bias
+        ``float[I]`` into its ``z_dict`` (key :data:`ITEM_BIAS`).
+
         Args:
             z_dict (dict): output of :meth:`encode`.
             user_index (Tensor): ``long[P]``.
@@ -70,13 +79,38 @@ class CDRModel(torch.nn.Module):
             u = zu[user_index, domain]
         else:
             u = zu[user_index]
-        return (u * z_dict[ITEM][item_index]).sum(-1)
+        out = (u * z_dict[ITEM][item_index]).sum(-1)
+        bias = z_dict.get(ITEM_BIAS)
+        return out if bias is None else out + bias[item_index]
+
+    @staticmethod
+    def node_ids(batch: CDRBatch, node_type: str) -> Tensor:
+        r"""Global ids ``long[N_local]`` of the batch graph's ``node_type``
+        nodes (``batch.n_id[node_type]``; the identity when absent). Models
+        index their embedding tables with these, so the full-graph and the
+        sampled batch schemas are handled alike."""
+        nid = batch.n_id.get(node_type) if batch.n_id else None
+        if nid is None:
+            n = int(batch.graph[node_type].num_nodes)
+            nid = torch.arange(n, device=batch.graph[INTERACTS].edge_index.device)
+        return nid
 
     def forward(self, batch: CDRBatch) -> Tensor:
         r"""Scores ``[B * (1 + n)]`` of ``batch.edge_label_index`` (positives first)."""
-        z = self.encode(batch)
+        return self.forward_scores(self.encode(batch), batch)
+
+    def pos_neg_scores(self, z_dict: ZDict, batch: CDRBatch) -> tuple[Tensor, Tensor]:
+        r"""Scores of the batch's positives ``[B]`` and negatives ``[B, n]``
+        (the shapes :class:`~cdrgraph.nn.loss.BPRLoss` and
+        :class:`~cdrgraph.nn.loss.SampledBCELoss` take)."""
+        scores = self.forward_scores(z_dict, batch)
+        b = batch.batch_size
+        return scores[:b], scores[b:].view(b, batch.num_negatives)
+
+    def forward_scores(self, z_dict: ZDict, batch: CDRBatch) -> Tensor:
+        r"""Scores ``[B * (1 + n)]`` of ``batch.edge_label_index`` from a ``z_dict``."""
         eli = batch.edge_label_index
-        return self.score(z, eli[0], eli[1], batch.graph[ITEM].domain[eli[1]])
+        return self.score(z_dict, eli[0], eli[1], batch.graph[ITEM].domain[eli[1]])
 
     def loss(self, batch: CDRBatch, stage: str = 'joint') -> Tensor:
         raise NotImplementedError
@@ -91,6 +125,40 @@ class CDRModel(torch.nn.Module):
             raise ValueError(f"{self.__class__.__name__} has no stage {stage!r}; its stages are {self.stages}")
 
     # ------------------------------------------------------------- inference
+    def score_matrix(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
+                     domain: int | None = None) -> Tensor:
+        r"""Scores ``[Q, C]`` of every user of ``user_index`` (``long[Q]``)
+        against every item of ``item_index`` (``long[C]``), local indices.
+
+        For the base-class dot-product :meth:`score` this is one matrix
+        product; a model that overrides :meth:`score` is scored pair by pair
+        (in chunks). ``domain`` is the domain of all candidates (needed for
+        per-domain user vectors).
+        """
+        q, c = user_index.numel(), item_index.numel()
+        if type(self).score is CDRModel.score:
+            zu = z_dict[USER]
+            if zu.dim() == 3:
+                if domain is None:
+                    raise ValueError(f'{self.__class__.__name__}.score_matrix needs `domain` for per-domain '
+                                     'user vectors')
+                u = zu[user_index, domain]
+            else:
+                u = zu[user_index]
+            out = u @ z_dict[ITEM][item_index].t()
+            bias = z_dict.get(ITEM_BIAS)
+            return out if bias is None else out + bias[item_index].view(1, -1)
+        dom = None if domain is None else torch.full((c,), domain, dtype=torch.long, device=item_index.device)
+        rows = []
+        step = max(1, _PAIR_CHUNK // max(c, 1))
+        for start in range(0, q, step):
+            users = user_index[start:start + step]
+            uu = users.repeat_interleave(c)
+            ii = item_index.repeat(users.numel())
+            dd = None if dom is None else dom.repeat(users.numel())
+            rows.append(self.score(z_dict, uu, ii, dd).view(users.numel(), c))
+        return torch.cat(rows) if rows else torch.empty(0, c, device=item_index.device)
+
     @torch.no_grad()
     def recommend(self, batch: CDRBatch, user_index: Tensor, domain: int, k: int,
                   exclude_links: Tensor | None = None, z_dict: ZDict | None = None) -> Tensor:
@@ -98,43 +166,63 @@ class CDRModel(torch.nn.Module):
 
         Only items of ``domain`` are candidates; the ``(user, item)`` pairs of
         ``exclude_links`` (``long[2, E]``, global ids, e.g. the training edges)
-        are never recommended. Ties go to the lower item index.
+        are never recommended. Ties go to the lower item index. When a user
+        has fewer than ``k`` allowed items, the tail of its row is padded
+        with ``PAD = -1``.
 
         Args:
             batch (CDRBatch): a full-graph batch (``CDRBatch.full(train_data)``).
-            user_index (Tensor): ``long[Q]`` global user ids.
+            user_index (Tensor): ``long[Q]`` global user ids (repeats allowed).
             domain (int): domain index.
             k (int): list length.
             exclude_links (Tensor, optional): pairs to exclude; defaults to
                 the batch graph's training edges.
             z_dict (dict, optional): a precomputed :meth:`encode` output.
+
+        Returns:
+            ``long[Q, k]`` global item ids.
         """
+        graph = batch.graph
+        for nt in (USER, ITEM):
+            nid = batch.n_id.get(nt) if batch.n_id else None
+            n = int(graph[nt].num_nodes)
+            if nid is not None and not (nid.numel() == n and torch.equal(nid, torch.arange(n, device=nid.device))):
+                raise ValueError(f'{self.__class__.__name__}.recommend needs a full-graph batch '
+                                 f'(n_id[{nt!r}] must be the identity); use CDRBatch.full(train_data)')
         if z_dict is None:
             z_dict = self.encode(batch)
-        item_dom = batch.graph[ITEM].domain
+        item_dom = graph[ITEM].domain
         cand = (item_dom == domain).nonzero().view(-1)
         if k > cand.numel():
             raise ValueError(f'k={k} is larger than the {cand.numel()} items of domain {domain}')
+        user_index = user_index.to(cand.device).view(-1)
         if exclude_links is None:
-            exclude_links = batch.graph[INTERACTS].edge_index
-        q = user_index.numel()
-        users = user_index.repeat_interleave(cand.numel())
-        items = cand.repeat(q)
-        scores = self.score(z_dict, users, items, item_dom[items]).view(q, cand.numel())
-        # map excluded pairs onto the [Q, C] grid
+            exclude_links = graph[INTERACTS].edge_index
+        exclude_links = exclude_links.to(cand.device)
+        q, c = user_index.numel(), cand.numel()
+        if q == 0:
+            return torch.empty(0, k, dtype=torch.long, device=cand.device)
+        # excluded pairs -> a [unique users, C] mask (vectorised; repeated query users share a row)
+        uniq, inv = torch.unique(user_index, return_inverse=True)
         pos_of_item = torch.full((item_dom.numel(),), -1, dtype=torch.long, device=cand.device)
-        pos_of_item[cand] = torch.arange(cand.numel(), device=cand.device)
-        row_of_user = {int(u): r for r, u in enumerate(user_index.tolist())}
+        pos_of_item[cand] = torch.arange(c, device=cand.device)
+        mask = torch.zeros(uniq.numel(), c, dtype=torch.bool, device=cand.device)
         if exclude_links.numel():
-            keep = torch.isin(exclude_links[0], user_index) & (pos_of_item[exclude_links[1]] >= 0)
-            ex = exclude_links[:, keep]
-            if ex.numel():
-                rows = torch.tensor([row_of_user[int(u)] for u in ex[0].tolist()], dtype=torch.long,
-                                    device=scores.device)
-                scores[rows, pos_of_item[ex[1]]] = float('-inf')
-        # stable top-k: ties -> lower index (candidates are sorted ascending)
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-        return cand[order]
+            row = torch.searchsorted(uniq, exclude_links[0]).clamp(max=uniq.numel() - 1)
+            col = pos_of_item[exclude_links[1]]
+            keep = (uniq[row] == exclude_links[0]) & (col >= 0)
+            mask[row[keep], col[keep]] = True
+        out = []
+        step = max(1, _SCORE_CHUNK // c)
+        for start in range(0, q, step):
+            users = user_index[start:start + step]
+            scores = self.score_matrix(z_dict, users, cand, domain).float()
+            scores = scores.masked_fill(mask[inv[start:start + step]], float('-inf'))
+            # stable sort: ties -> lower index (candidates are sorted ascending)
+            top = torch.sort(scores, dim=1, descending=True, stable=True)
+            items = cand[top.indices[:, :k]]
+            out.append(items.masked_fill(top.values[:, :k] == float('-inf'), PAD))
+        return torch.cat(out)
 
     def __repr__(self) -> str:
         args = getattr(self, '_repr_args', None)

@@ -1,0 +1,284 @@
+r"""Run one experiment config over seeds and models, and sweeps over a grid.
+
+``data -> split -> candidates`` (persisted in a cache folder keyed by a hash of
+the config sections that determine them) ``-> for every seed and model: fit on
+train with early stopping on val -> evaluate on test`` (plus full ranking when
+the protocol is sampled and ``evaluation.also_full`` is set) ``-> results.csv``
+(one row per model × seed × protocol × metric × domain) and ``results.md``
+(mean ± std via :func:`cdrgraph.metrics.report.summarize`, ``↓`` markers from
+the config's ``baseline``).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+import os.path as osp
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import yaml
+from torch_geometric.data import HeteroData
+
+from cdrgraph.cli.config import (
+    ConfigError,
+    build_candidates,
+    build_dataset,
+    build_evaluator,
+    build_model,
+    build_splits,
+    cache_root,
+    model_entries,
+    parse_assignment,
+    set_by_path,
+    train_kwargs,
+    validate_config,
+)
+from cdrgraph.data.schema import INTERACTS, domain_names
+from cdrgraph.train.checkpoint import save_checkpoint
+from cdrgraph.train.evaluate import evaluate
+from cdrgraph.train.fit import fit
+from cdrgraph.train.seed import seed_everything
+
+__all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
+           'write_results', 'RESULT_COLUMNS']
+
+RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
+SPLIT_CACHE_VERSION = 1
+MODEL_FILE = 'model.pt'
+
+
+# ---------------------------------------------------------------- data
+def split_key(cfg: Mapping[str, Any]) -> str:
+    r"""Hash of the config sections that determine the split and its candidates."""
+    obj = {'version': SPLIT_CACHE_VERSION, 'data': cfg['data'], 'split': cfg['split'],
+           'candidates': cfg.get('candidates')}
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _strip_shipped(data: HeteroData) -> HeteroData:
+    for key in ('fixed_neg', 'fixed_neg_edge'):
+        if key in data:
+            del data[key]
+    return data
+
+
+def prepare_splits(cfg: Mapping[str, Any], rebuild: bool = False) -> tuple[HeteroData, HeteroData, HeteroData]:
+    r"""``(train, val, test)`` of a validated config, with evaluation
+    candidates; loaded from ``<cache_dir>/<dataset>-<split_key>`` when it was
+    built before (checksums verified by ``load_split``), else built and saved.
+    """
+    from cdrgraph.transforms.split_io import load_split, save_split
+
+    folder = osp.join(cache_root(cfg), f"{cfg['data']['name']}-{split_key(cfg)}")
+    if not rebuild and osp.exists(osp.join(folder, 'manifest.json')):
+        return load_split(folder)
+    splits: Any = build_dataset(cfg['data'])
+    for transform in build_splits(cfg['split']):
+        splits = transform(splits)
+    if not (isinstance(splits, (tuple, list)) and len(splits) == 3):
+        raise ConfigError(f"split: the transforms {[s['name'] for s in cfg['split']]} must produce a "
+                          f'(train, val, test) tuple, got {type(splits).__name__}; start with a split rule such '
+                          'as GivenSplit, LeaveOneOut or RatioSplit')
+    cand = cfg.get('candidates')
+    if cand is not None:
+        if not cand.get('shipped', True):
+            splits = tuple(_strip_shipped(copy.copy(s)) for s in splits)
+        splits = build_candidates(cand)(tuple(splits))
+    save_split(folder, tuple(splits), manifest={'experiment_split_key': split_key(cfg), 'data': cfg['data'],
+                                                'split': cfg['split'], 'candidates': cand})
+    return tuple(splits)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- one model
+def _held_out(data: HeteroData) -> Any:
+    return getattr(data[INTERACTS], 'edge_label_index', None)
+
+
+def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], splits: Sequence[HeteroData],
+                  seed: int, ckpt_dir: str, device: str, progress: bool, resume: bool,
+                  domain: str | None) -> dict[str, dict[str, float]]:
+    train, val, test = splits
+    ev_cfg = cfg['evaluation']
+    protocol = ev_cfg.get('protocol', 'sampled')
+    evaluator = build_evaluator(ev_cfg)
+    seed_everything(seed)
+    model = build_model(entry, train)
+    fit(model, train, val, evaluator=evaluator, seed=seed, checkpoint_dir=ckpt_dir, resume=resume,
+        device=device, progress=progress, **train_kwargs(cfg, entry))
+    exclude = _held_out(val)
+    out = {protocol: evaluate(model, train, test, evaluator, exclude=exclude, device=device)}
+    if protocol == 'sampled' and ev_cfg.get('also_full'):
+        out['full'] = evaluate(model, train, test, build_evaluator(ev_cfg, protocol='full'), exclude=exclude,
+                               device=device)
+    save_checkpoint({'model': {k: v.detach().cpu() for k, v in model.state_dict().items()}, 'config': dict(cfg),
+                     'entry': name, 'seed': seed, 'domain': domain}, osp.join(ckpt_dir, MODEL_FILE))
+    return {p: {k: float(v) for k, v in m.items()} for p, m in out.items()}
+
+
+def _add_means(metrics: dict[str, float]) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for key, val in metrics.items():
+        metric, _, dom = key.rpartition('/')
+        if dom != 'mean' and not metric.startswith('num_') and val == val:
+            groups.setdefault(metric, []).append(val)
+    out = {k: v for k, v in metrics.items() if not k.endswith('/mean')}
+    out.update({f'{m}/mean': sum(v) / len(v) for m, v in groups.items()})
+    return out
+
+
+def run_model(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], splits: Sequence[HeteroData],
+              seed: int, out: str, device: str = 'cpu', progress: bool = False,
+              resume: bool = False) -> dict[str, dict[str, float]]:
+    r"""Fit one model entry with one seed and return its test metrics per
+    protocol (``{'sampled': {...}, 'full': {...}}``). With
+    ``select_domains: per_domain`` one model is trained per domain on
+    ``SelectDomains([domain])`` of the split and the per-domain metrics are
+    merged (``/mean`` recomputed over the domains)."""
+    ckpt = osp.join(out, 'checkpoints', name, f'seed{seed}')
+    if entry.get('select_domains') != 'per_domain':
+        return _fit_and_test(cfg, name, entry, splits, seed, ckpt, device, progress, resume, None)
+    from cdrgraph.transforms.select_domains import SelectDomains
+    merged: dict[str, dict[str, float]] = {}
+    for dname in domain_names(splits[0]):
+        sub = SelectDomains([dname])(tuple(splits))
+        res = _fit_and_test(cfg, name, entry, sub, seed, osp.join(ckpt, _safe(dname)), device, progress,
+                            resume, dname)
+        for proto, metrics in res.items():
+            merged.setdefault(proto, {}).update({k: v for k, v in metrics.items() if not k.endswith('/mean')})
+    return {proto: _add_means(m) for proto, m in merged.items()}
+
+
+# ---------------------------------------------------------------- results
+def _safe(text: str) -> str:
+    return re.sub(r'[^A-Za-z0-9._=,-]+', '_', str(text))
+
+
+def _rows(name: str, seed: int, results: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
+    rows = []
+    for proto, metrics in results.items():
+        for key, val in metrics.items():
+            metric, _, dom = key.rpartition('/')
+            rows.append({'model': name, 'seed': seed, 'protocol': proto, 'metric': metric or key,
+                         'domain': dom if metric else '', 'value': float(val)})
+    return rows
+
+
+def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None = None,
+                  title: str = 'Results') -> str:
+    r"""Write ``results.csv`` (long format) and ``results.md`` (one mean ± std
+    table per protocol, ``↓`` where a model is below its baseline) into
+    ``out``; returns the Markdown text."""
+    from cdrgraph.metrics.report import summarize, to_markdown
+
+    os.makedirs(out, exist_ok=True)
+    df.to_csv(osp.join(out, 'results.csv'), index=False)
+    parts = [f'# {title}\n']
+    for proto, group in df.groupby('protocol', sort=False):
+        runs: dict[str, list[dict[str, float]]] = {}
+        for (model, _seed), g in group.groupby(['model', 'seed'], sort=False):
+            runs.setdefault(str(model), []).append(
+                {f'{m}/{d}': v for m, d, v in zip(g['metric'], g['domain'], g['value']) if d})
+        base = {m: b for m, b in (baseline or {}).items() if m in runs and b in runs}
+        label = {'sampled': 'Sampled ranking (1 positive + N candidates)',
+                 'full': 'Full ranking (all items of the domain, training items excluded)',
+                 'ctr': 'CTR', 'rating': 'Rating'}.get(str(proto), str(proto))
+        seeds = sorted(group['seed'].unique().tolist())
+        parts.append(f'## {label}\n\nmean ± std over seeds {seeds}; ↓: below the single-domain baseline '
+                     f'({", ".join(f"{m} vs {b}" for m, b in base.items()) or "none"})\n')
+        parts.append(to_markdown(summarize(runs, baseline=base or None)))
+    text = '\n'.join(parts)
+    with open(osp.join(out, 'results.md'), 'w') as f:
+        f.write(text)
+    return text
+
+
+def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None = None,
+                   device: str | None = None, progress: bool = False, resume: bool = False) -> pd.DataFrame:
+    r"""Run a validated config: every model entry (``Popularity`` added for
+    ranking protocols) for every seed, writing ``results.csv``,
+    ``results.md`` and the resolved ``config.yaml`` into ``out`` and one
+    ``checkpoints/<model>/seed<k>/model.pt`` per run (for ``cdrgraph eval``).
+
+    Returns:
+        The long results table (columns :data:`RESULT_COLUMNS`).
+
+    Example:
+        >>> cfg = load_config('configs/fake_quickstart.yaml')
+        >>> df = run_experiment(cfg, 'runs/quickstart', seeds=[0, 1])
+    """
+    cfg = validate_config(cfg)
+    seeds = list(seeds) if seeds is not None else list(cfg['seeds'])
+    cfg['seeds'] = seeds
+    device = device or cfg.get('device') or 'cpu'
+    os.makedirs(out, exist_ok=True)
+    with open(osp.join(out, 'config.yaml'), 'w') as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    splits = prepare_splits(cfg)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        for name, entry in model_entries(cfg).items():
+            res = run_model(cfg, name, entry, splits, seed, out, device=device, progress=progress, resume=resume)
+            rows.extend(_rows(name, seed, res))
+            pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(osp.join(out, 'results.csv'), index=False)
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results')
+    return df
+
+
+# ---------------------------------------------------------------- sweeps
+def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
+    r"""``['a.b=1,2,3']`` -> ``{'a.b': [1, 2, 3]}`` (each value typed as YAML)."""
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, raw = spec.partition('=')
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise ConfigError(f"--grid {spec!r}: expected key=v1,v2,..., e.g. models.LightGCN.model.num_layers=1,2,3")
+        if key in grid:
+            raise ConfigError(f'--grid {spec!r}: {key!r} is given twice')
+        grid[key] = [parse_assignment(f'{key}={v}')[1] for v in raw.split(',')]
+    return grid
+
+
+def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: str,
+              seeds: Sequence[int] | None = None, device: str | None = None, progress: bool = False,
+              resume: bool = False) -> pd.DataFrame:
+    r"""Run ``cfg`` once per point of the Cartesian ``grid`` (dotted config
+    keys -> values) into ``out/<key=value,...>/`` and write the combined
+    ``out/sweep.csv`` (one column per grid key) and ``out/sweep.md``.
+
+    Example:
+        >>> run_sweep(cfg, {'models.LightGCN.model.num_layers': [1, 2, 3]}, 'runs/depth')
+    """
+    if not grid:
+        raise ConfigError('sweep: the grid is empty; pass --grid key=v1,v2')
+    keys = list(grid)
+    frames, sections = [], []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        sub_cfg = copy.deepcopy(dict(cfg))
+        for k, v in point.items():
+            set_by_path(sub_cfg, k, v)
+        try:
+            sub_cfg = validate_config(sub_cfg)
+        except ConfigError as e:
+            raise ConfigError(f'sweep point {point}: {e}') from None
+        tag = ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in point.items())
+        sub_out = osp.join(out, _safe(tag))
+        df = run_experiment(sub_cfg, sub_out, seeds=seeds, device=device, progress=progress, resume=resume)
+        for k, v in point.items():
+            df.insert(0, k, str(v) if isinstance(v, (list, dict)) else v)
+        frames.append(df)
+        with open(osp.join(sub_out, 'results.md')) as f:
+            sections.append(f.read().replace('# ', f'# {tag}: ', 1))
+    all_df = pd.concat(frames, ignore_index=True)
+    os.makedirs(out, exist_ok=True)
+    all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
+    with open(osp.join(out, 'sweep.md'), 'w') as f:
+        f.write('\n'.join(sections))
+    return all_df

@@ -1,0 +1,190 @@
+r"""The ``cdrgraph`` console script: ``train``, ``eval``, ``sweep`` and ``data stats``.
+
+.. code-block:: text
+
+    cdrgraph train CONFIG [--set key=value ...] [--seeds 0,1,2] [--out DIR]
+    cdrgraph eval CHECKPOINT [--split test]
+    cdrgraph sweep CONFIG --grid models.LightGCN.model.num_layers=1,2,3 [--out DIR]
+    cdrgraph data stats NAME --root DIR [--raw-dir DIR] [--set key=value ...]
+
+Errors exit with status 2 and a one-line message (``--debug`` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ['main', 'build_parser']
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(',') if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected comma-separated ints, e.g. 0,1,2') from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected non-negative ints, e.g. 0,1,2')
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    r"""The argument parser of the ``cdrgraph`` command."""
+    parser = argparse.ArgumentParser(prog='cdrgraph', description='Cross-domain recommendation experiments.')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks on errors')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    def run_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument('config', help='YAML experiment file (see configs/README.md)')
+        p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                       help='override a config value, e.g. models.BPRMF.train.epochs=5 (repeatable)')
+        p.add_argument('--seeds', type=_seeds, default=None, help='comma-separated seeds (default: config seeds)')
+        p.add_argument('--out', default=None, help='output folder (default: runs/<config name>)')
+        p.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
+        p.add_argument('--resume', action='store_true', help='resume interrupted runs from their checkpoints')
+        p.add_argument('--no-progress', dest='progress', action='store_false', help='hide progress bars')
+
+    train = sub.add_parser('train', help='train and evaluate every model of a config over seeds')
+    run_args(train)
+    sweep = sub.add_parser('sweep', help='run a config once per point of a grid')
+    run_args(sweep)
+    sweep.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2',
+                       help='grid axis, e.g. models.LightGCN.model.num_layers=1,2,3 (repeatable)')
+
+    ev = sub.add_parser('eval', help='evaluate a saved model (checkpoints/<model>/seed<k>/model.pt)')
+    ev.add_argument('checkpoint')
+    ev.add_argument('--split', choices=('val', 'test'), default='test')
+    ev.add_argument('--protocol', choices=('sampled', 'full', 'ctr', 'rating'), default=None,
+                    help="override the config's evaluation protocol")
+    ev.add_argument('--device', default='cpu')
+
+    data = sub.add_parser('data', help='dataset utilities')
+    dsub = data.add_subparsers(dest='data_command', required=True)
+    stats = dsub.add_parser('stats', help='per-domain statistics, overlaps and connected components')
+    stats.add_argument('name', help='dataset class name, e.g. AmazonCDR')
+    stats.add_argument('--root', default=None, help='dataset root (processed cache)')
+    stats.add_argument('--raw-dir', default=None, help='folder of the raw files (may be read-only)')
+    stats.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                       help='dataset constructor argument, e.g. pair=phone_electronic (repeatable)')
+    return parser
+
+
+def _default_out(args: argparse.Namespace, cfg: dict[str, Any]) -> str:
+    if args.out:
+        return args.out
+    name = cfg.get('name') or osp.splitext(osp.basename(args.config))[0]
+    return osp.join('runs', name)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import load_config
+    from cdrgraph.cli.experiment import run_experiment
+    cfg = load_config(args.config, args.overrides)
+    out = _default_out(args, cfg)
+    run_experiment(cfg, out, seeds=args.seeds, device=args.device, progress=args.progress, resume=args.resume)
+    with open(osp.join(out, 'results.md')) as f:
+        print(f.read())
+    print(f'results written to {osp.join(out, "results.csv")} and {osp.join(out, "results.md")}')
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import load_config
+    from cdrgraph.cli.experiment import parse_grid, run_sweep
+    cfg = load_config(args.config, args.overrides)
+    grid = parse_grid(args.grid)
+    out = _default_out(args, cfg)
+    run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress, resume=args.resume)
+    print(f'sweep over {grid} written to {osp.join(out, "sweep.csv")} and {osp.join(out, "sweep.md")}')
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import ConfigError, build_evaluator, build_model, validate_config
+    from cdrgraph.cli.experiment import prepare_splits
+    from cdrgraph.data.schema import INTERACTS
+    from cdrgraph.train.checkpoint import load_checkpoint
+    from cdrgraph.train.evaluate import evaluate
+    ckpt = load_checkpoint(args.checkpoint)
+    if not isinstance(ckpt, dict) or 'config' not in ckpt or 'entry' not in ckpt:
+        raise ConfigError(f'{args.checkpoint} is not an experiment model file (no config stored); use '
+                          '<out>/checkpoints/<model>/seed<k>/model.pt written by `cdrgraph train`')
+    cfg = validate_config(ckpt['config'])
+    entry = {'Popularity': {'class': 'Popularity', 'model': {}, 'train': {}, 'select_domains': None},
+             **cfg['models']}[ckpt['entry']]
+    splits = prepare_splits(cfg)
+    if ckpt.get('domain') is not None:
+        from cdrgraph.transforms.select_domains import SelectDomains
+        splits = SelectDomains([ckpt['domain']])(tuple(splits))
+    train, val, test = splits
+    model = build_model(entry, train)
+    model.load_state_dict(ckpt['model'])
+    data = test if args.split == 'test' else val
+    exclude = getattr(val[INTERACTS], 'edge_label_index', None) if args.split == 'test' else None
+    evaluator = build_evaluator(cfg['evaluation'], protocol=args.protocol)
+    metrics = evaluate(model, train, data, evaluator, exclude=exclude, device=args.device)
+    print(f"{ckpt['entry']} (seed {ckpt.get('seed')}) on {args.split}, {evaluator!r}")
+    width = max((len(k) for k in metrics), default=0)
+    for key in sorted(metrics):
+        val_ = metrics[key]
+        print(f'{key:<{width}}  {val_:.6g}' if isinstance(val_, float) else f'{key:<{width}}  {val_}')
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import ConfigError, _path, allowed_keys, check_keys, parse_assignment
+    from cdrgraph.cli.registry import DATASETS
+    try:
+        cls = DATASETS.get(args.name)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+    kwargs: dict[str, Any] = {}
+    if args.root is not None:
+        kwargs['root'] = _path(args.root)
+    if args.raw_dir is not None:
+        kwargs['raw_dir'] = _path(args.raw_dir)
+    for text in args.overrides:
+        key, value = parse_assignment(text)
+        kwargs[key] = value
+    allowed = allowed_keys(cls)
+    check_keys(kwargs, allowed, f'data stats {args.name}')
+    if 'root' in allowed and 'root' not in kwargs:
+        import inspect
+        if inspect.signature(cls.__init__).parameters['root'].default is inspect.Parameter.empty:
+            raise ConfigError(f'data stats {args.name}: --root DIR is required')
+    from cdrgraph.data.stats import dataset_stats, format_stats
+    data = cls(**kwargs)[0]
+    print(format_stats(dataset_stats(data)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    r"""Entry point of the ``cdrgraph`` console script; returns the exit status.
+
+    Example:
+        >>> main(['train', 'configs/fake_quickstart.yaml', '--seeds', '0', '--out', 'runs/quick'])
+        0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval}
+    try:
+        if args.command == 'data':
+            return _cmd_data_stats(args)
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print('cdrgraph: interrupted (resume with --resume)', file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        msg = ' '.join(str(msg).split())
+        print(f'cdrgraph: error: {type(e).__name__}: {msg}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,339 @@
+r"""The one training loop of cdrgraph: stages, early stopping, checkpoints, resume."""
+from __future__ import annotations
+
+import os.path as osp
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models.base import CDRModel
+from cdrgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from cdrgraph.train.early_stopping import EarlyStopping
+from cdrgraph.train.evaluate import evaluate
+from cdrgraph.train.seed import get_rng_state, seed_everything, set_rng_state
+
+__all__ = ['fit', 'FitResult']
+
+CHECKPOINT_VERSION = 1
+LAST = 'last.pt'
+BEST = 'best.pt'
+
+
+@dataclass
+class FitResult:
+    r"""What :func:`fit` returns; the model itself holds the best state.
+
+    Args:
+        best_metric (dict[str, float | None]): best validation value of the
+            monitored metric per stage (:obj:`None` without validation).
+        best_epoch (dict[str, int | None]): epoch of that value per stage
+            (the last epoch without validation).
+        history (list[dict]): one row per epoch: ``stage``, ``epoch``,
+            ``loss``, ``steps``, ``seconds`` and the validation metrics of the
+            epochs that were evaluated.
+        stopped_early (dict[str, bool]): whether early stopping ended the stage.
+        monitor (str): name of the monitored metric.
+    """
+
+    best_metric: dict[str, float | None] = field(default_factory=dict)
+    best_epoch: dict[str, int | None] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: dict[str, bool] = field(default_factory=dict)
+    monitor: str = 'ndcg@10/mean'
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(monitor={self.monitor!r}, best_metric={self.best_metric}, '
+                f'best_epoch={self.best_epoch}, epochs={len(self.history)})')
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            out[str(k)] = v
+    return out
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negatives: int,
+                  domain_policy: str, mode: str, num_neighbors: Any) -> Iterable[CDRBatch]:
+    try:
+        from cdrgraph.loader.link_loader import CDRLinkLoader
+    except ImportError as e:  # pragma: no cover - depends on the loader module being present
+        raise ImportError(f'fit needs cdrgraph.loader.link_loader.CDRLinkLoader ({e}); pass loader= explicitly '
+                          'or install the complete package') from e
+    return CDRLinkLoader(train_data, batch_size=batch_size, num_negatives=num_negatives,
+                         domain_policy=domain_policy, mode=mode, num_neighbors=num_neighbors, shuffle=True,
+                         seed=seed)
+
+
+def fit(
+    model: CDRModel,
+    train_data: HeteroData,
+    val_data: HeteroData | None = None,
+    *,
+    epochs: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    batch_size: int = 1024,
+    num_negatives: int = 1,
+    domain_policy: str = 'proportional',
+    mode: str = 'full',
+    num_neighbors: list[int] | None = None,
+    stage_epochs: dict[str, int] | None = None,
+    evaluator: Callable[..., dict[str, Any]] | None = None,
+    monitor: str = 'ndcg@10/mean',
+    monitor_mode: str = 'max',
+    patience: int = 10,
+    eval_every: int = 1,
+    seed: int = 0,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    device: str | torch.device = 'cpu',
+    progress: bool = True,
+    max_steps_per_epoch: int | None = None,
+    loader: Iterable[CDRBatch] | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    r"""Train ``model`` stage by stage (DESIGN.md §4, §6).
+
+    For every stage in ``model.stages`` a fresh :class:`torch.optim.Adam`
+    optimises ``model.stage_parameters(stage)`` only (everything else is
+    frozen in that stage) on ``model.loss(batch, stage)``, over the batches
+    of :class:`~cdrgraph.loader.link_loader.CDRLinkLoader` (re-drawn every
+    epoch with ``set_epoch``). Every ``eval_every`` epochs (and at the last
+    epoch of a stage) the model is evaluated on ``val_data``; the stage stops
+    after ``patience`` evaluations without improvement of ``monitor`` and its
+    best state is restored before the next stage begins. A stage without
+    parameters (e.g. ``Popularity``, ``stages=()``) trains nothing.
+
+    With ``checkpoint_dir`` the model, optimiser, RNG states, stage, epoch,
+    early-stopping state, best state and history are written atomically to
+    ``last.pt`` after every epoch (and the best model to ``best.pt``);
+    ``resume=True`` continues from ``last.pt`` and reaches exactly the result
+    of an uninterrupted run. Checkpoints load with ``weights_only=True``.
+
+    Args:
+        model (CDRModel): the model (already built; it is not re-initialised).
+        train_data (HeteroData): the train split graph.
+        val_data (HeteroData, optional): the validation split graph.
+        epochs (int, optional): epochs per stage. (default: :obj:`100`)
+        lr (float, optional): Adam learning rate. (default: :obj:`1e-3`)
+        weight_decay (float, optional): Adam weight decay (models add their
+            own L2 terms in ``loss``). (default: :obj:`0.0`)
+        batch_size (int, optional): positives per batch. (default: :obj:`1024`)
+        num_negatives (int, optional): training negatives per positive.
+            (default: :obj:`1`)
+        domain_policy (str, optional): ``'proportional'`` or ``'equal'``
+            mixing of domains in the batches. (default: :obj:`'proportional'`)
+        mode (str, optional): ``'full'`` graph or ``'sampled'`` subgraphs.
+            (default: :obj:`'full'`)
+        num_neighbors (list[int], optional): fan-out per hop in sampled mode.
+        stage_epochs (dict[str, int], optional): epochs of particular stages,
+            overriding ``epochs``.
+        evaluator (callable, optional): e.g.
+            :class:`cdrgraph.metrics.evaluator.Evaluator`; called through
+            :func:`cdrgraph.train.evaluate.evaluate`.
+        monitor (str, optional): validation metric key for early stopping
+            and model selection. (default: :obj:`'ndcg@10/mean'`)
+        monitor_mode (str, optional): ``'max'`` or ``'min'``.
+            (default: :obj:`'max'`)
+        patience (int, optional): evaluations without improvement before a
+            stage stops. (default: :obj:`10`)
+        eval_every (int, optional): validate every this many epochs.
+            (default: :obj:`1`)
+        seed (int, optional): seeds Python, NumPy, torch and the loader.
+            (default: :obj:`0`)
+        checkpoint_dir (str, optional): folder of ``last.pt``/``best.pt``.
+        resume (bool, optional): continue from ``checkpoint_dir/last.pt``
+            when it exists. (default: :obj:`False`)
+        device (str or torch.device, optional): training device.
+            (default: :obj:`'cpu'`)
+        progress (bool, optional): show a tqdm bar with loss and metric.
+            (default: :obj:`True`)
+        max_steps_per_epoch (int, optional): cap on batches per epoch.
+        loader (iterable of CDRBatch, optional): custom training batches
+            instead of a ``CDRLinkLoader``; ``set_epoch(epoch)`` is called on
+            it when it has that method.
+        callback (callable, optional): called with each epoch's history row
+            after its checkpoint has been written.
+
+    Returns:
+        :class:`FitResult`; the model holds the best state of the last stage.
+
+    Raises:
+        FloatingPointError: on a NaN/inf loss, naming stage, epoch and step.
+
+    Example:
+        >>> from cdrgraph.models.bpr_mf import BPRMF
+        >>> from cdrgraph.metrics.evaluator import Evaluator
+        >>> model = BPRMF.from_data(train, embedding_dim=32)
+        >>> result = fit(model, train, val, epochs=20, evaluator=Evaluator('sampled'), patience=3)
+        >>> result.best_metric
+        {'joint': 0.41}
+    """
+    if monitor_mode not in ('max', 'min'):
+        raise ValueError(f"fit: monitor_mode must be 'max' or 'min', got {monitor_mode!r}")
+    if eval_every < 1:
+        raise ValueError(f'fit: eval_every must be >= 1, got {eval_every}')
+    if epochs < 0:
+        raise ValueError(f'fit: epochs must be >= 0, got {epochs}')
+    if max_steps_per_epoch is not None and max_steps_per_epoch < 1:
+        raise ValueError(f'fit: max_steps_per_epoch must be >= 1 or None, got {max_steps_per_epoch}')
+    stages = tuple(model.stages)
+    stage_epochs = dict(stage_epochs or {})
+    unknown = sorted(set(stage_epochs) - set(stages))
+    if unknown:
+        raise ValueError(f'fit: stage_epochs names unknown stage(s) {unknown}; '
+                         f'{model.__class__.__name__} has stages {list(stages)}')
+    if resume and checkpoint_dir is None:
+        raise ValueError('fit: resume=True needs checkpoint_dir')
+    name = model.__class__.__name__
+    seed_everything(seed)
+    model.to(device)
+    do_eval = evaluator is not None and val_data is not None
+
+    result = FitResult(monitor=monitor)
+    fingerprint = {'model': name, 'stages': list(stages), 'seed': int(seed)}
+    start_stage, start_epoch = 0, 0
+    ckpt: dict[str, Any] | None = None
+    last_path = osp.join(checkpoint_dir, LAST) if checkpoint_dir else None
+    if resume and last_path is not None and osp.exists(last_path):
+        ckpt = load_checkpoint(last_path)
+        if ckpt.get('version') != CHECKPOINT_VERSION or ckpt.get('fingerprint') != fingerprint:
+            raise ValueError(f'fit: checkpoint {last_path} was written for {ckpt.get("fingerprint")}, not '
+                             f'{fingerprint}; use another checkpoint_dir or resume=False')
+        model.load_state_dict(ckpt['model'])
+        result.history = list(ckpt['history'])
+        result.best_metric = dict(ckpt['best_metric'])
+        result.best_epoch = dict(ckpt['best_epoch'])
+        result.stopped_early = dict(ckpt['stopped_early'])
+        if ckpt['finished']:
+            set_rng_state(ckpt['rng'])
+            return result
+        start_stage = int(ckpt['stage_index'])
+        if ckpt['stage_done']:
+            start_stage = start_stage + 1
+            set_rng_state(ckpt['rng'])
+            ckpt = None
+        else:
+            start_epoch = int(ckpt['epoch']) + 1
+
+    def checkpoint(si: int, epoch: int, optimizer: torch.optim.Optimizer | None, stopper: EarlyStopping,
+                   best_state: dict[str, Tensor] | None, stage_done: bool, finished: bool) -> None:
+        if last_path is None:
+            return
+        save_checkpoint({
+            'version': CHECKPOINT_VERSION, 'fingerprint': fingerprint, 'finished': finished,
+            'stage_index': si, 'stage_done': stage_done, 'epoch': epoch,
+            'model': model.state_dict(), 'optimizer': None if optimizer is None else optimizer.state_dict(),
+            'rng': get_rng_state(), 'early_stopping': stopper.state_dict(), 'best_state': best_state,
+            'best_metric': result.best_metric, 'best_epoch': result.best_epoch,
+            'stopped_early': result.stopped_early, 'history': result.history,
+        }, last_path)
+
+    for si in range(start_stage, len(stages)):
+        stage = stages[si]
+        n_epochs = int(stage_epochs.get(stage, epochs))
+        params = [p for p in model.stage_parameters(stage) if p.requires_grad]
+        stopper = EarlyStopping(patience=patience, mode=monitor_mode)
+        if not params or n_epochs == 0:
+            result.best_metric.setdefault(stage, None)
+            result.best_epoch.setdefault(stage, None)
+            result.stopped_early.setdefault(stage, False)
+            checkpoint(si, -1, None, stopper, None, stage_done=True, finished=False)
+            continue
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        batches = loader if loader is not None else _build_loader(
+            train_data, seed, batch_size, num_negatives, domain_policy, mode, num_neighbors)
+        best_state: dict[str, Tensor] | None = None
+        first_epoch = 0
+        if ckpt is not None and si == start_stage:
+            optimizer.load_state_dict(ckpt['optimizer'])
+            stopper.load_state_dict(ckpt['early_stopping'])
+            best_state = ckpt['best_state']
+            first_epoch = start_epoch
+            set_rng_state(ckpt['rng'])
+            ckpt = None
+        bar = tqdm(total=n_epochs, initial=first_epoch, desc=f'{name}[{stage}]', disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        last_epoch = first_epoch - 1
+        for epoch in range(first_epoch, n_epochs):
+            t0 = time.perf_counter()
+            if hasattr(batches, 'set_epoch'):
+                batches.set_epoch(epoch)
+            model.train()
+            total, steps = 0.0, 0
+            for step, batch in enumerate(batches):
+                if max_steps_per_epoch is not None and step >= max_steps_per_epoch:
+                    break
+                batch = batch.to(device)
+                model.zero_grad(set_to_none=True)
+                loss = model.loss(batch, stage)
+                if not bool(torch.isfinite(loss).all()):
+                    raise FloatingPointError(
+                        f'{name}: non-finite loss {loss.detach().flatten()[:1].tolist()} in stage {stage!r}, '
+                        f'epoch {epoch}, step {step}; lower the learning rate or check the inputs')
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                steps += 1
+            row: dict[str, Any] = {'stage': stage, 'epoch': epoch,
+                                   'loss': total / steps if steps else None, 'steps': steps}
+            if do_eval and ((epoch + 1) % eval_every == 0 or epoch == n_epochs - 1):
+                metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device))
+                if monitor not in metrics:
+                    raise KeyError(f'fit: monitor {monitor!r} is not among the validation metrics '
+                                   f'{sorted(metrics)}; set monitor= to one of them')
+                value = float(metrics[monitor])
+                if stopper.step(value, epoch):
+                    best_state = _cpu_state(model)
+                    result.best_metric[stage] = value
+                    result.best_epoch[stage] = epoch
+                    if checkpoint_dir is not None:
+                        save_checkpoint({'model': best_state, 'stage': stage, 'epoch': epoch, 'monitor': monitor,
+                                         'value': value}, osp.join(checkpoint_dir, BEST))
+                row.update(metrics)
+                bar.set_postfix(loss=row['loss'], **{monitor: value})
+            else:
+                bar.set_postfix(loss=row['loss'])
+            row['seconds'] = time.perf_counter() - t0
+            result.history.append(row)
+            bar.update(1)
+            last_epoch = epoch
+            checkpoint(si, epoch, optimizer, stopper, best_state, stage_done=False, finished=False)
+            if callback is not None:
+                callback(dict(row))
+            if stopper.should_stop:
+                break
+        bar.close()
+        model.zero_grad(set_to_none=True)  # no stale gradients leak into the next stage
+        result.stopped_early[stage] = stopper.should_stop
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            result.best_metric.setdefault(stage, None)
+            result.best_epoch[stage] = last_epoch if last_epoch >= 0 else None
+        checkpoint(si, last_epoch, None, stopper, None, stage_done=True, finished=False)
+
+    if checkpoint_dir is not None:
+        checkpoint(len(stages) - 1, -1, None, EarlyStopping(patience=patience), None,
+                   stage_done=True, finished=True)
+        # the final model (best state of the last stage) for `cdrgraph eval`
+        save_checkpoint({'model': _cpu_state(model), 'stage': stages[-1] if stages else None,
+                         'epoch': result.best_epoch.get(stages[-1]) if stages else None, 'monitor': monitor,
+                         'value': result.best_metric.get(stages[-1]) if stages else None},
+                        osp.join(checkpoint_dir, BEST))
+    return result

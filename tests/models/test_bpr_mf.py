@@ -1,0 +1,189 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from cdrgraph.data.build import add_derived_edges, from_interactions
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models.bpr_mf import BPRMF
+
+
+def two_domain_graph(extra_b=(), seed=0):
+    """8 users, domain A (6 items) and B (5 items); ``extra_b`` adds (user, item) rows in B."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for u in range(8):
+        for d, n in (('A', 6), ('B', 5)):
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d))
+    rows += [(u, i, 'B') for u, i in extra_b]
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain']).drop_duplicates()
+    return from_interactions(df)
+
+
+def select_domain(data, k):
+    """SelectDomains([k]) by hand: all users kept, items of domain k re-indexed."""
+    dom = data[ITEM].domain
+    items = (dom == k).nonzero().view(-1)
+    new_id = torch.full((dom.numel(),), -1)
+    new_id[items] = torch.arange(items.numel())
+    ei = data[INTERACTS].edge_index
+    keep = dom[ei[1]] == k
+    out = data.__class__()
+    out[USER].num_nodes = data[USER].num_nodes
+    out[ITEM].num_nodes = items.numel()
+    out[ITEM].domain = torch.zeros(items.numel(), dtype=torch.long)
+    out['domain'].num_nodes = 1
+    out[INTERACTS].edge_index = torch.stack([ei[0, keep], new_id[ei[1, keep]]])
+    return add_derived_edges(out)
+
+
+def full_batch(data, num_negatives=2, seed=0):
+    """All training edges as positives, negatives uniform over the item's domain minus the user's items."""
+    g = torch.Generator().manual_seed(seed)
+    ei = data[INTERACTS].edge_index
+    dom = data[ITEM].domain
+    pos_set = {(int(u), int(i)) for u, i in ei.t().tolist()}
+    negs = []
+    for u, i in ei.t().tolist():
+        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos_set]
+        pick = torch.randint(len(cand), (num_negatives,), generator=g)
+        negs.append([cand[p] for p in pick.tolist()])
+    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+
+
+def train(model, batch, steps=30, lr=0.05):
+    opt = torch.optim.Adam(model.stage_parameters('joint'), lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_scores_are_dot_products_plus_bias():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4, item_bias=True)
+    with torch.no_grad():
+        m.item_bias.copy_(torch.arange(data[ITEM].num_nodes, dtype=torch.float))
+    batch = full_batch(data, 1)
+    out = m(batch)
+    eli = batch.edge_label_index
+    P, Q = m.user_emb.weight, m.item_emb.weight
+    torch.testing.assert_close(out, (P[eli[0]] * Q[eli[1]]).sum(-1) + eli[1].float())
+    assert out.shape == (batch.batch_size * 2,) and torch.isfinite(out).all()
+
+
+def test_loss_hand_value_with_l2():
+    data = two_domain_graph()
+    m = BPRMF(data[USER].num_nodes, data[ITEM].num_nodes, embedding_dim=2, weight_decay=0.1)
+    with torch.no_grad():
+        m.user_emb.weight[0] = torch.tensor([1.0, 2.0])
+        m.item_emb.weight[0] = torch.tensor([0.0, 1.0])
+        m.item_emb.weight[6] = torch.tensor([3.0, 0.0])
+    batch = CDRBatch.full(data, torch.tensor([0]), torch.tensor([0]), torch.tensor([[6]]))
+    # pos = 2, neg = 3; L2 = (5 + 1 + 9) / (2 * 1)
+    expected = -math.log(1 / (1 + math.exp(1.0))) + 0.1 * 7.5
+    assert m.loss(batch).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_l2_includes_item_bias():
+    data = two_domain_graph()
+    m = BPRMF(data[USER].num_nodes, data[ITEM].num_nodes, embedding_dim=2, weight_decay=1.0, item_bias=True)
+    batch = CDRBatch.full(data, torch.tensor([0]), torch.tensor([0]), torch.tensor([[6]]))
+    base = m.loss(batch).item()
+    with torch.no_grad():
+        m.item_bias[0] = 1.0
+        m.item_bias[6] = 1.0  # scores shift equally -> only the L2 changes, by (1 + 1) / 2
+    assert m.loss(batch).item() == pytest.approx(base + 1.0, rel=1e-5)
+
+
+def test_training_lowers_loss_and_is_seeded():
+    data = two_domain_graph()
+    batch = full_batch(data)
+    torch.manual_seed(0)
+    m1 = BPRMF.from_data(data, embedding_dim=8)
+    torch.manual_seed(0)
+    m2 = BPRMF.from_data(data, embedding_dim=8)
+    l1, l2 = train(m1, batch), train(m2, batch)
+    assert l1[-1] < 0.8 * l1[0] and all(math.isfinite(v) for v in l1)
+    assert l1 == l2
+    torch.testing.assert_close(m1(batch), m2(batch))
+
+
+def test_single_domain_scores_invariant_to_other_domain_edges():
+    a = select_domain(two_domain_graph(), 0)
+    a2 = select_domain(two_domain_graph(extra_b=[(0, 0), (0, 1), (1, 4), (5, 2)]), 0)
+    assert torch.equal(a[INTERACTS].edge_index, a2[INTERACTS].edge_index)
+    scores = []
+    for g in (a, a2):
+        torch.manual_seed(3)
+        m = BPRMF.from_data(g, embedding_dim=8)
+        train(m, full_batch(g))
+        scores.append(m(full_batch(g)))
+    torch.testing.assert_close(scores[0], scores[1])
+
+
+def test_shared_user_mf_transfers_through_user_rows():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4)
+    ei = data[INTERACTS].edge_index
+    b_edges = (data[ITEM].domain[ei[1]] == 1).nonzero().view(-1)[:4]
+    b_batch = full_batch(data, 1)
+    b_batch = CDRBatch.full(data, b_batch.user[b_edges], b_batch.pos_item[b_edges], b_batch.neg_item[b_edges])
+    a_pair = CDRBatch.full(data, b_batch.user[:1], torch.tensor([0]), torch.empty(1, 0, dtype=torch.long))
+    before = m(a_pair)
+    train(m, b_batch, steps=3)
+    assert not torch.allclose(before, m(a_pair))  # training on B moved the user's domain-A score
+
+
+def test_sampled_batch_uses_n_id():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4)
+    # a "subgraph" holding users {1, 3} and items {2, 7, 9} in shuffled local order
+    n_id = {USER: torch.tensor([3, 1]), ITEM: torch.tensor([9, 2, 7])}
+    sub = data.__class__()
+    sub[USER].num_nodes, sub[ITEM].num_nodes = 2, 3
+    sub[ITEM].domain = data[ITEM].domain[n_id[ITEM]]
+    sub[INTERACTS].edge_index = torch.empty(2, 0, dtype=torch.long)
+    batch = CDRBatch(graph=sub, user=torch.tensor([1, 0]), pos_item=torch.tensor([1, 2]),
+                     neg_item=torch.tensor([[0], [0]]), n_id=n_id)
+    ref = CDRBatch.full(data, torch.tensor([1, 3]), torch.tensor([2, 7]), torch.tensor([[9], [9]]))
+    torch.testing.assert_close(m(batch), m(ref))
+    torch.testing.assert_close(m.loss(batch), m.loss(ref))
+
+
+def test_recommend_domain_and_exclusion():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4)
+    users = torch.arange(8)
+    top = m.recommend(CDRBatch.full(data), users, domain=1, k=2)
+    assert top.shape == (8, 2)
+    assert (data[ITEM].domain[top] == 1).all()
+    train_pairs = set(map(tuple, data[INTERACTS].edge_index.t().tolist()))
+    assert not any((u, i) in train_pairs for u, row in enumerate(top.tolist()) for i in row)
+
+
+def test_errors_reset_and_repr():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4)
+    with pytest.raises(ValueError, match='at least one negative'):
+        m.loss(CDRBatch.full(data, torch.tensor([0]), torch.tensor([0])))
+    with pytest.raises(ValueError, match="no stage 'map'"):
+        m.loss(full_batch(data, 1), 'map')
+    small = BPRMF(3, 3, embedding_dim=2)
+    with pytest.raises(ValueError, match='from_data'):
+        small(full_batch(data, 1))
+    w = m.user_emb.weight.detach().clone()
+    torch.manual_seed(5)
+    m.reset_parameters()
+    assert not torch.equal(w, m.user_emb.weight)
+    assert 0.05 < m.user_emb.weight.std().item() < 0.2
+    assert repr(m) == ('BPRMF(num_users=8, num_items=11, embedding_dim=4, weight_decay=0.0001, '
+                       'item_bias=False)')
+    assert m.stages == ('joint',) and m.num_layers == 0

@@ -1,0 +1,197 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+from cdrgraph.data.build import add_derived_edges, from_interactions
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models.bpr_mf import BPRMF
+from cdrgraph.models.light_gcn import LightGCN
+from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
+
+
+def two_domain_graph(extra_b=(), seed=0):
+    """8 users (user 7 only in B), domain A (6 items) and B (5 items); ``extra_b`` adds B rows."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for u in range(8):
+        for d, n in (('A', 6), ('B', 5)):
+            if d == 'A' and u == 7:
+                continue
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d))
+    rows += [(u, i, 'B') for u, i in extra_b]
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain']).drop_duplicates()
+    return from_interactions(df)
+
+
+def select_domain(data, k):
+    """SelectDomains([k]) by hand: all users kept, items of domain k re-indexed."""
+    dom = data[ITEM].domain
+    items = (dom == k).nonzero().view(-1)
+    new_id = torch.full((dom.numel(),), -1)
+    new_id[items] = torch.arange(items.numel())
+    ei = data[INTERACTS].edge_index
+    keep = dom[ei[1]] == k
+    out = data.__class__()
+    out[USER].num_nodes = data[USER].num_nodes
+    out[ITEM].num_nodes = items.numel()
+    out[ITEM].domain = torch.zeros(items.numel(), dtype=torch.long)
+    out['domain'].num_nodes = 1
+    out[INTERACTS].edge_index = torch.stack([ei[0, keep], new_id[ei[1, keep]]])
+    return add_derived_edges(out)
+
+
+def full_batch(data, num_negatives=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = data[INTERACTS].edge_index
+    dom = data[ITEM].domain
+    pos_set = {(int(u), int(i)) for u, i in ei.t().tolist()}
+    negs = []
+    for u, i in ei.t().tolist():
+        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos_set]
+        pick = torch.randint(len(cand), (num_negatives,), generator=g)
+        negs.append([cand[p] for p in pick.tolist()])
+    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+
+
+def homogeneous(edge_index, num_users):
+    u, i = edge_index[0], edge_index[1] + num_users
+    return torch.cat([torch.stack([u, i]), torch.stack([i, u])], dim=1)
+
+
+def test_equals_pyg_lightgcn_under_same_weights():
+    data = two_domain_graph()
+    U = data[USER].num_nodes
+    m = LightGCN.from_data(data, embedding_dim=8, num_layers=3)
+    ref = PyGLightGCN(U + data[ITEM].num_nodes, 8, num_layers=3)
+    with torch.no_grad():
+        ref.embedding.weight.copy_(torch.cat([m.user_emb.weight, m.item_emb.weight]))
+    batch = full_batch(data)
+    eli = batch.edge_label_index
+    hom = homogeneous(data[INTERACTS].edge_index, U)
+    expected = ref(hom, torch.stack([eli[0], eli[1] + U]))
+    torch.testing.assert_close(m(batch), expected, rtol=1e-5, atol=1e-6)
+    z = m.encode(batch)
+    torch.testing.assert_close(torch.cat([z[USER], z[ITEM]]), ref.get_embedding(hom), rtol=1e-5, atol=1e-6)
+
+
+def test_zero_layers_equals_bpr_mf():
+    data = two_domain_graph()
+    torch.manual_seed(0)
+    lg = LightGCN.from_data(data, embedding_dim=8, num_layers=0, item_bias=True)
+    mf = BPRMF.from_data(data, embedding_dim=8, item_bias=True)
+    with torch.no_grad():
+        lg.item_bias.uniform_()
+    mf.load_state_dict(lg.state_dict())
+    batch = full_batch(data)
+    torch.testing.assert_close(lg(batch), mf(batch))
+    torch.testing.assert_close(lg.loss(batch), mf.loss(batch))
+    assert len(lg.encode_layers(batch)) == 1
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 3])
+def test_encode_layers(num_layers):
+    data = two_domain_graph()
+    m = LightGCN.from_data(data, embedding_dim=4, num_layers=num_layers)
+    batch = CDRBatch.full(data)
+    layers = m.encode_layers(batch)
+    assert len(layers) == num_layers + 1
+    torch.testing.assert_close(layers[0][USER], m.user_emb.weight)
+    if num_layers:
+        out_u, out_i = BipartiteLGConv(backend='propagate')(m.user_emb.weight, m.item_emb.weight,
+                                                           data[INTERACTS].edge_index)
+        torch.testing.assert_close(layers[1][USER], out_u)
+        torch.testing.assert_close(layers[1][ITEM], out_i)
+    z = m.encode(batch)
+    torch.testing.assert_close(z[ITEM], torch.stack([zl[ITEM] for zl in layers]).mean(0))
+
+
+def test_shared_user_item_embeddings_depend_on_other_domain():
+    base = two_domain_graph()
+    # new B edges of users 0 and 1 (who also have A edges) -> A items reach them within 2 hops
+    b_items = (base[ITEM].domain == 1).nonzero().view(-1)
+    ei = base[INTERACTS].edge_index
+    have = {(u, i) for u, i in ei.t().tolist()}
+    extra = [(u, int(i) - int(b_items[0])) for u in (0, 1) for i in b_items.tolist() if (u, i) not in have][:2]
+    assert len(extra) == 2
+    changed = two_domain_graph(extra_b=extra)
+    a_items = (base[ITEM].domain == 0).nonzero().view(-1)
+
+    def a_item_emb(g, shared):
+        torch.manual_seed(0)
+        graph = g if shared else select_domain(g, 0)
+        m = LightGCN.from_data(graph, embedding_dim=4, num_layers=2)
+        z = m.encode(CDRBatch.full(graph))
+        return z[ITEM][a_items] if shared else z[ITEM]
+
+    assert not torch.allclose(a_item_emb(base, True), a_item_emb(changed, True))
+    torch.testing.assert_close(a_item_emb(base, False), a_item_emb(changed, False))
+
+
+def test_l2_on_ego_rows_hand_value():
+    data = two_domain_graph()
+    torch.manual_seed(1)
+    m = LightGCN.from_data(data, embedding_dim=4, num_layers=2, weight_decay=0.0)
+    batch = full_batch(data, num_negatives=2)
+    plain = m.loss(batch).item()
+    m.bpr.weight_decay = 0.5
+    P, Q = m.user_emb.weight, m.item_emb.weight
+    l2 = (P[batch.user].pow(2).sum() + Q[batch.pos_item].pow(2).sum() + Q[batch.neg_item].pow(2).sum())
+    assert m.loss(batch).item() == pytest.approx(plain + 0.5 * l2.item() / (2 * batch.batch_size), rel=1e-5)
+
+
+def test_permuted_local_ids_give_same_scores():
+    data = two_domain_graph()
+    m = LightGCN.from_data(data, embedding_dim=4, num_layers=2, item_bias=True)
+    with torch.no_grad():
+        m.item_bias.normal_()
+    full = full_batch(data, 1)
+    g = torch.Generator().manual_seed(0)
+    U, I = data[USER].num_nodes, data[ITEM].num_nodes
+    pu, pi = torch.randperm(U, generator=g), torch.randperm(I, generator=g)  # local -> global
+    inv_u, inv_i = torch.argsort(pu), torch.argsort(pi)                      # global -> local
+    sub = data.__class__()
+    sub[USER].num_nodes, sub[ITEM].num_nodes = U, I
+    sub[ITEM].domain = data[ITEM].domain[pi]
+    ei = data[INTERACTS].edge_index
+    sub[INTERACTS].edge_index = torch.stack([inv_u[ei[0]], inv_i[ei[1]]])
+    batch = CDRBatch(graph=sub, user=inv_u[full.user], pos_item=inv_i[full.pos_item],
+                     neg_item=inv_i[full.neg_item], n_id={USER: pu, ITEM: pi})
+    torch.testing.assert_close(m(batch), m(full))
+    torch.testing.assert_close(m.loss(batch), m.loss(full))
+
+
+def test_training_recommend_seed_and_repr():
+    data = two_domain_graph()
+    batch = full_batch(data)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = LightGCN.from_data(data, embedding_dim=8, num_layers=2)
+        out = m(batch)
+        assert out.shape == (batch.batch_size * 3,) and torch.isfinite(out).all()
+        opt = torch.optim.Adam(m.stage_parameters('joint'), lr=0.05)
+        losses = []
+        for _ in range(30):
+            opt.zero_grad()
+            loss = m.loss(batch)
+            assert loss.dim() == 0 and math.isfinite(loss.item())
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.8 * losses[0]
+        runs.append((losses, m(batch).detach()))
+    assert runs[0][0] == runs[1][0]
+    torch.testing.assert_close(runs[0][1], runs[1][1])
+    top = m.recommend(CDRBatch.full(data), torch.arange(8), domain=0, k=3)
+    assert (data[ITEM].domain[top] == 0).all()
+    train_pairs = set(map(tuple, data[INTERACTS].edge_index.t().tolist()))
+    assert not any((u, i) in train_pairs for u, row in enumerate(top.tolist()) for i in row)
+    assert repr(m) == ('LightGCN(num_users=8, num_items=11, embedding_dim=8, num_layers=2, '
+                       'weight_decay=0.0001, item_bias=False)')
+    with pytest.raises(ValueError, match='num_layers'):
+        LightGCN(3, 3, num_layers=-1)

@@ -1,0 +1,236 @@
+"""fit: seeding, resume, NaN errors, stage freezing, early stopping, checkpoints."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from cdrgraph.data.schema import INTERACTS
+from cdrgraph.train.fit import FitResult, fit
+
+
+def _run(toy, splits, tmp_path=None, resume=False, callback=None, epochs=4, seed=0, model_cls='ToyMF', **kw):
+    train, val = splits
+    torch.manual_seed(123)  # model init independent of fit's seeding
+    model = toy[model_cls](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    res = fit(model, train, val, epochs=epochs, lr=0.05, evaluator=toy['ToyEvaluator'](), seed=seed,
+              loader=toy['ToyLoader'](train, seed=seed), progress=False, resume=resume, callback=callback,
+              checkpoint_dir=None if tmp_path is None else str(tmp_path), patience=10, **kw)
+    return model, res
+
+
+def _strip(history):
+    return [{k: v for k, v in row.items() if k != 'seconds'} for row in history]
+
+
+def test_same_seed_identical_numbers(toy, splits):
+    m1, r1 = _run(toy, splits, seed=3)
+    m2, r2 = _run(toy, splits, seed=3)
+    assert isinstance(r1, FitResult)
+    assert len(r1.history) == 4 and [h['epoch'] for h in r1.history] == [0, 1, 2, 3]
+    assert _strip(r1.history) == _strip(r2.history)
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    # a different seed changes dropout masks and batches, hence the losses
+    _, r3 = _run(toy, splits, seed=4)
+    assert [h['loss'] for h in r3.history] != [h['loss'] for h in r1.history]
+
+
+def test_best_state_restored_and_reported(toy, splits):
+    model, res = _run(toy, splits, epochs=5)
+    vals = [h['ndcg@10/mean'] for h in res.history]
+    best = max(vals)
+    assert res.best_metric == {'joint': best}
+    assert res.best_epoch == {'joint': vals.index(best)}
+    # the model holds the state of the best epoch: re-evaluating reproduces its value
+    from cdrgraph.train.evaluate import evaluate
+    train, val = splits
+    assert evaluate(model, train, val, toy['ToyEvaluator']())['ndcg@10/mean'] == pytest.approx(best, abs=0)
+
+
+def test_resume_equals_uninterrupted(toy, splits, tmp_path):
+    m_ref, r_ref = _run(toy, splits, tmp_path / 'ref')
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_after_epoch_1(row):
+        if row['epoch'] == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        _run(toy, splits, tmp_path / 'cut', callback=crash_after_epoch_1)
+    ck = torch.load(tmp_path / 'cut' / 'last.pt', weights_only=True)
+    assert ck['epoch'] == 1 and not ck['finished']
+    # a fresh process would rebuild the model with another init: resume overwrites it
+    m_res, r_res = _run(toy, splits, tmp_path / 'cut', resume=True)
+    assert _strip(r_res.history) == _strip(r_ref.history)
+    assert r_res.best_metric == r_ref.best_metric and r_res.best_epoch == r_ref.best_epoch
+    for a, b in zip(m_ref.state_dict().values(), m_res.state_dict().values()):
+        assert torch.equal(a, b)
+    # resuming a finished run trains nothing and returns the same result
+    m_again, r_again = _run(toy, splits, tmp_path / 'cut', resume=True)
+    assert _strip(r_again.history) == _strip(r_ref.history)
+    assert torch.equal(m_again.user.weight, m_ref.user.weight)
+
+
+def test_resume_two_stage_between_stages(toy, splits, tmp_path):
+    m_ref, r_ref = _run(toy, splits, tmp_path / 'ref', model_cls='TwoStageMF', epochs=2)
+
+    def crash(row):
+        if row['stage'] == 'a' and row['epoch'] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(toy, splits, tmp_path / 'cut', model_cls='TwoStageMF', epochs=2, callback=crash)
+    m_res, r_res = _run(toy, splits, tmp_path / 'cut', model_cls='TwoStageMF', epochs=2, resume=True)
+    assert [(h['stage'], h['epoch']) for h in r_res.history] == [('a', 0), ('a', 1), ('b', 0), ('b', 1)]
+    assert _strip(r_res.history) == _strip(r_ref.history)
+    assert torch.equal(m_res.item.weight, m_ref.item.weight)
+
+
+def test_resume_rejects_other_model(toy, splits, tmp_path):
+    _run(toy, splits, tmp_path, epochs=1)
+    with pytest.raises(ValueError, match='written for'):
+        _run(toy, splits, tmp_path, epochs=1, model_cls='TwoStageMF', resume=True)
+
+
+def test_nan_loss_names_stage_epoch_step(toy, splits):
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    model.nan = True
+    with pytest.raises(FloatingPointError, match=r"stage 'joint', epoch 0, step 0"):
+        fit(model, train, loader=toy['ToyLoader'](train), epochs=2, progress=False)
+
+
+def test_nan_loss_later_step(toy, splits):
+    train, _ = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    calls = {'n': 0}
+    orig = model.loss
+
+    def loss(batch, stage):
+        calls['n'] += 1
+        out = orig(batch, stage)
+        return out * float('inf') if calls['n'] == 5 else out
+
+    model.loss = loss
+    loader = toy['ToyLoader'](train)
+    per_epoch = len(loader)
+    with pytest.raises(FloatingPointError, match=rf"epoch {4 // per_epoch}, step {4 % per_epoch}"):
+        fit(model, train, loader=loader, epochs=3, progress=False)
+
+
+@pytest.mark.parametrize('stage_epochs,changed', [({'a': 2, 'b': 0}, 'user'), ({'a': 0, 'b': 2}, 'item')])
+def test_stage_freezing(toy, splits, stage_epochs, changed):
+    train, _ = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, train, loader=toy['ToyLoader'](train), stage_epochs=stage_epochs, lr=0.1, progress=False)
+    frozen = 'item' if changed == 'user' else 'user'
+    assert torch.equal(getattr(model, frozen).weight, before[f'{frozen}.weight'])
+    assert not torch.equal(getattr(model, changed).weight, before[f'{changed}.weight'])
+    # no stale gradients are left behind after a stage
+    assert getattr(model, frozen).weight.grad is None
+
+
+def test_two_stages_run_in_order_with_own_optimiser(toy, splits):
+    train, _ = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    res = fit(model, train, loader=toy['ToyLoader'](train), stage_epochs={'a': 2, 'b': 3}, progress=False)
+    assert [(h['stage'], h['epoch']) for h in res.history] == [('a', 0), ('a', 1), ('b', 0), ('b', 1), ('b', 2)]
+    # without validation the best epoch is the last one and no metric is reported
+    assert res.best_epoch == {'a': 1, 'b': 2} and res.best_metric == {'a': None, 'b': None}
+
+
+def test_early_stopping_stops_at_patience(toy, splits):
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    ev = toy['ScriptedEvaluator']([0.1, 0.3, 0.2, 0.25, 0.1, 0.9, 0.9])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=20, patience=3,
+              progress=False)
+    # best at epoch 1, then 3 evaluations without improvement -> stop after epoch 4
+    assert [h['epoch'] for h in res.history] == [0, 1, 2, 3, 4]
+    assert res.best_epoch == {'joint': 1} and res.best_metric == {'joint': 0.3}
+    assert res.stopped_early == {'joint': True}
+    assert ev.calls == 5
+
+
+def test_eval_every_and_min_mode(toy, splits):
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    ev = toy['ScriptedEvaluator']([0.5, 0.4, 0.6])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=5, eval_every=2,
+              monitor_mode='min', progress=False)
+    # evaluated after epochs 1, 3 and the last epoch 4
+    assert [h['epoch'] for h in res.history if 'ndcg@10/mean' in h] == [1, 3, 4]
+    assert res.best_metric == {'joint': 0.4} and res.best_epoch == {'joint': 3}
+
+
+def test_missing_monitor_lists_available(toy, splits):
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    with pytest.raises(KeyError, match=r"'auc/mean'.*ndcg@10/mean"):
+        fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=toy['ToyEvaluator'](),
+            monitor='auc/mean', epochs=1, progress=False)
+
+
+def test_unknown_stage_epochs(toy, splits):
+    train, _ = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['c'\].*\['a', 'b'\]"):
+        fit(model, train, loader=toy['ToyLoader'](train), stage_epochs={'c': 1}, progress=False)
+
+
+def test_stageless_model_trains_nothing(toy, splits, tmp_path):
+    train, _ = splits
+
+    class Stageless(toy['ToyMF']):
+        stages = ()
+
+    model = Stageless(int(train['user'].num_nodes), int(train['item'].num_nodes))
+    before = model.user.weight.clone()
+    res = fit(model, train, loader=toy['ToyLoader'](train), progress=False, checkpoint_dir=str(tmp_path))
+    assert res.history == [] and torch.equal(model.user.weight, before)
+    assert torch.load(tmp_path / 'best.pt', weights_only=True)['model']['user.weight'].equal(before)
+
+
+def test_checkpoint_contents_weights_only(toy, splits, tmp_path):
+    model, res = _run(toy, splits, tmp_path, epochs=2)
+    last = torch.load(tmp_path / 'last.pt', weights_only=True)
+    assert last['finished'] and {'model', 'rng', 'history', 'best_metric', 'early_stopping'} <= set(last)
+    best = torch.load(tmp_path / 'best.pt', weights_only=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(best['model'][k], v)
+    assert sorted(os.listdir(tmp_path)) == ['best.pt', 'last.pt']  # no temporary files left
+
+
+def test_mid_run_checkpoint_holds_optimizer(toy, splits, tmp_path):
+    def stop(row):
+        raise StopIteration
+
+    with pytest.raises(StopIteration):
+        _run(toy, splits, tmp_path, callback=stop)
+    last = torch.load(tmp_path / 'last.pt', weights_only=True)
+    assert last['epoch'] == 0 and last['stage_index'] == 0
+    assert last['optimizer']['state'][0]['step'].item() == len(toy['ToyLoader'](splits[0]))
+    assert len(last['history']) == 1
+
+
+def test_default_loader_is_cdr_link_loader(toy, splits):
+    pytest.importorskip('cdrgraph.loader.link_loader')
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    res = fit(model, train, val, epochs=2, batch_size=4, evaluator=toy['ToyEvaluator'](), progress=False)
+    n_pos = train[INTERACTS].edge_index.size(1)
+    assert res.history[0]['steps'] == -(-n_pos // 4)
+    torch.manual_seed(0)
+    model2 = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    model2.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    model3 = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    model3.load_state_dict(model.state_dict())
+    r2 = fit(model2, train, val, epochs=2, batch_size=4, evaluator=toy['ToyEvaluator'](), progress=False, seed=5)
+    r3 = fit(model3, train, val, epochs=2, batch_size=4, evaluator=toy['ToyEvaluator'](), progress=False, seed=5)
+    assert [h['loss'] for h in r2.history] == [h['loss'] for h in r3.history]
