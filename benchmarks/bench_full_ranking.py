@@ -109,13 +109,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_one(args, args.child)))
         return
 
-    print(f'full ranking: {args.users} users x {args.items} items, ~{args.edges} training edges, d={args.dim}, '
+    print(f'full ranking: {args.users} users x {args.items} items, ~{args.edges} training edges, '
+          f'd={args.dim}, '
           f'torch {torch.__version__}, {torch.get_num_threads()} threads')
     rows = []
     for cs in args.chunk_sizes:
         cmd = [sys.executable, __file__, '--users', str(args.users), '--items', str(args.items), '--edges',
                str(args.edges), '--dim', str(args.dim), '--threads', str(args.threads), '--child', str(cs)]
-        env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')]))}
+        path = os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')]))
+        env = {**os.environ, 'PYTHONPATH': path}
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)

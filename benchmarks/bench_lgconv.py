@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument('--dim', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--methods', default=','.join(METHODS), help='comma-separated subset of ' + str(METHODS))
+    parser.add_argument('--methods', default=','.join(METHODS),
+                        help='comma-separated subset of ' + str(METHODS))
     parser.add_argument('--out', default=osp.join(osp.dirname(osp.abspath(__file__)), 'results',
                                                   'bench_lgconv.json'))
     args = parser.parse_args()

@@ -347,16 +347,22 @@ def model_entries(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return models
 
 
-def default_monitor(protocol: str) -> tuple[str, str]:
-    r"""Default early-stopping metric and mode of a protocol (MODELS.md §1.7)."""
-    return {'sampled': ('ndcg@10/mean', 'max'), 'full': ('ndcg@10/mean', 'max'), 'ctr': ('auc/mean', 'max'),
-            'rating': ('rmse/mean', 'min')}[protocol]
+def default_monitor(protocol: str, ks: Sequence[int] | None = None) -> tuple[str, str]:
+    r"""Default early-stopping metric and mode of a protocol (MODELS.md §1.7):
+    ``ndcg@10/mean`` for ranking (the largest cut-off of ``ks`` when 10 is
+    not among them), ``auc/mean`` for CTR, ``rmse/mean`` (minimised) for rating."""
+    if protocol in ('sampled', 'full'):
+        ks = list(ks) if ks else [10]
+        k = 10 if 10 in ks else max(int(v) for v in ks)
+        return f'ndcg@{k}/mean', 'max'
+    return {'ctr': ('auc/mean', 'max'), 'rating': ('rmse/mean', 'min')}[protocol]
 
 
 def train_kwargs(cfg: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
     r"""``fit()`` keyword arguments of a model entry: protocol defaults for the
     monitor, then the config's ``train`` section, then the entry's ``train``."""
-    monitor, mode = default_monitor(cfg['evaluation'].get('protocol', 'sampled'))
+    ev = cfg['evaluation']
+    monitor, mode = default_monitor(ev.get('protocol', 'sampled'), ev.get('ks'))
     out: dict[str, Any] = {'monitor': monitor, 'monitor_mode': mode}
     out.update(cfg.get('train') or {})
     out.update(entry.get('train') or {})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -160,8 +161,26 @@ def validate(data: HeteroData, *, check_eval: bool = True) -> HeteroData:
         if val.is_floating_point() and not torch.isfinite(val).all():
             bad = ~torch.isfinite(val)
             _fail(f'data[{INTERACTS}].{key}', int(bad.sum()), 'non-finite values', _example(bad, val))
+    split = getattr(store, 'split', None)
+    if split is not None:
+        bad = (split < TRAIN) | (split > TEST)
+        if bad.any():
+            _fail(f'data[{INTERACTS}].split', int(bad.sum()), f'values outside {{{TRAIN}, {VAL}, {TEST}}}',
+                  _example(bad, split), fix='use 0 (train), 1 (val) or 2 (test)')
+    for nt in (USER, ITEM):
+        x_cat = getattr(data[nt], 'x_cat', None)
+        if x_cat is None:
+            continue
+        vocab = getattr(data[nt], 'x_cat_vocab', None)
+        bad = x_cat < 0
+        if vocab is not None:
+            bad = bad | (x_cat >= vocab.view(1, -1).to(x_cat.device))
+        if bad.any():
+            _fail(f"data['{nt}'].x_cat", int(bad.sum()), 'values outside [0, x_cat_vocab)',
+                  _example(bad, x_cat), fix='a missing value is its own vocabulary entry (not negative)')
     keys = _pair_keys(ei, num_items)
-    if keys.numel() != torch.unique(keys).numel():
+    sorted_keys = torch.from_numpy(np.sort(keys.cpu().numpy()))
+    if sorted_keys.numel() > 1 and bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
         uniq, counts = torch.unique(keys, return_counts=True)
         dup = uniq[counts > 1]
         _fail(f'data[{INTERACTS}].edge_index', int((counts - 1).clamp(min=0).sum()), 'duplicate (user, item) edges',
@@ -171,7 +190,7 @@ def validate(data: HeteroData, *, check_eval: bool = True) -> HeteroData:
     if REV_INTERACTS in data.edge_types:
         rev = data[REV_INTERACTS].edge_index
         if rev.size(1) != num_edges or not torch.equal(
-                torch.sort(_pair_keys(rev.flip(0), num_items)).values, torch.sort(keys).values):
+                torch.from_numpy(np.sort(_pair_keys(rev.flip(0), num_items).cpu().numpy())), sorted_keys):
             _fail(f'data[{REV_INTERACTS}].edge_index', abs(rev.size(1) - num_edges) or 1,
                   'edges differ from the reverse of interacts', fix='call cdrgraph.data.add_derived_edges(data)')
     if BELONGS_TO in data.edge_types:
@@ -182,11 +201,19 @@ def validate(data: HeteroData, *, check_eval: bool = True) -> HeteroData:
                   'edges disagree with item.domain', fix='call cdrgraph.data.add_derived_edges(data)')
     if ACTIVE_IN in data.edge_types:
         ai = data[ACTIVE_IN].edge_index
-        pairs = torch.unique(ei[0] * k + dom[ei[1]])
-        got = ai[0] * k + ai[1]
-        if got.numel() != pairs.numel() or not torch.equal(torch.sort(got).values, pairs):
+        pairs = torch.from_numpy(np.unique((ei[0] * k + dom[ei[1]]).cpu().numpy()))
+        got = torch.from_numpy(np.sort((ai[0] * k + ai[1]).cpu().numpy()))
+        if got.numel() != pairs.numel() or not torch.equal(got, pairs):
             _fail(f'data[{ACTIVE_IN}].edge_index', abs(got.numel() - pairs.numel()) or 1,
                   'edges disagree with the interactions', fix='call cdrgraph.data.add_derived_edges(data)')
+        count = getattr(data[ACTIVE_IN], 'count', None)
+        if count is not None:
+            # ``count`` is aligned with ``active_in.edge_index`` (whatever its order)
+            expected = torch.bincount(ei[0] * k + dom[ei[1]], minlength=num_users * k)[ai[0] * k + ai[1]]
+            bad = count != expected
+            if bad.any():
+                _fail(f'data[{ACTIVE_IN}].count', int(bad.sum()), 'counts disagree with the interactions',
+                      _example(bad, count), fix='call cdrgraph.data.add_derived_edges(data)')
 
     if check_eval and getattr(store, 'edge_label_index', None) is not None:
         _validate_labels(data, keys)
@@ -209,7 +236,7 @@ def _validate_labels(data: HeteroData, train_keys: Tensor) -> None:
         _fail(f'data[{INTERACTS}].edge_label', label.size(0), f'rows for {lab.size(1)} label pairs')
     if getattr(data, 'split_name', 'train') != 'train':
         lk = _pair_keys(lab, num_items)
-        leak = torch.isin(lk, train_keys)
+        leak = torch.from_numpy(np.isin(lk.cpu().numpy(), train_keys.cpu().numpy()))
         if leak.any():
             _fail(f'data[{INTERACTS}].edge_label_index', int(leak.sum()),
                   'evaluation pairs are also training edges (leakage)', _example(leak, lab[1]),
@@ -229,7 +256,7 @@ def _validate_labels(data: HeteroData, train_keys: Tensor) -> None:
                   'rows hold their own positive among the negatives', _example(is_pos, neg))
         users = lab[0].unsqueeze(1).expand_as(neg)
         nk = users[valid] * num_items + neg[valid]
-        hit = torch.isin(nk, train_keys)
+        hit = torch.from_numpy(np.isin(nk.cpu().numpy(), train_keys.cpu().numpy()))
         if hit.any():
             _fail(f'data[{INTERACTS}].edge_label_neg', int(hit.sum()),
                   "negatives that are training items of their user", {'item': int(neg[valid][hit][0])})

@@ -28,7 +28,8 @@ def _component_sizes(num_nodes: int, src: np.ndarray, dst: np.ndarray, backend: 
             from scipy.sparse.csgraph import connected_components
         except ImportError:
             if backend == 'scipy':
-                raise ImportError("dataset_stats(backend='scipy') needs scipy; use backend='networkx'") from None
+                raise ImportError("dataset_stats(backend='scipy') needs scipy; "
+                                  "use backend='networkx'") from None
         else:
             adj = sp.coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(num_nodes, num_nodes))
             _, labels = connected_components(adj, directed=False)
@@ -36,7 +37,7 @@ def _component_sizes(num_nodes: int, src: np.ndarray, dst: np.ndarray, backend: 
     import networkx as nx
     g = nx.Graph()
     g.add_nodes_from(range(num_nodes))
-    g.add_edges_from(zip(src.tolist(), dst.tolist()))
+    g.add_edges_from(zip(src.tolist(), dst.tolist(), strict=True))
     return np.fromiter((len(c) for c in nx.connected_components(g)), dtype=np.int64)
 
 
@@ -101,7 +102,8 @@ def dataset_stats(data: Any, components: bool = True, backend: str = 'auto') -> 
         if hasattr(data, '__getitem__') and hasattr(data, '__len__') and len(data) > 0:
             data = data[0]
         if not isinstance(data, HeteroData):
-            raise TypeError(f'dataset_stats expects a HeteroData or a dataset of them, got {type(data).__name__}')
+            raise TypeError(f'dataset_stats expects a HeteroData or a dataset of them, '
+                            f'got {type(data).__name__}')
     names = domain_names(data)
     K = len(names)
     num_users = int(data[USER].num_nodes)

@@ -48,12 +48,16 @@ def read_table(path: str, columns: Sequence[str], *, sep: str = '\t', header: in
         bad.append((len(fields), sep.join(fields)))
         return None
 
-    engine = 'python'
-    try:
-        df = pd.read_csv(path, sep=sep, header=None, skiprows=1 if header is not None else 0, names=list(columns),
-                         dtype=str, engine=engine, on_bad_lines=on_bad, comment=comment, keep_default_na=False,
-                         skip_blank_lines=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:  # pragma: no cover - rare
+    kwargs = dict(sep=sep, header=None, skiprows=1 if header is not None else 0, names=list(columns), dtype=str,
+                  comment=comment, keep_default_na=False, skip_blank_lines=True)
+    try:  # fast C parser first; the Python parser only to locate malformed lines
+        df = pd.read_csv(path, engine='c', on_bad_lines='error', **kwargs)
+    except pd.errors.ParserError:
+        try:
+            df = pd.read_csv(path, engine='python', on_bad_lines=on_bad, **kwargs)
+        except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:  # pragma: no cover - rare
+            raise DataFormatError(f'{path}: cannot parse ({e}). {fix}'.strip()) from e
+    except (UnicodeDecodeError, EOFError, OSError) as e:  # pragma: no cover - rare
         raise DataFormatError(f'{path}: cannot parse ({e}). {fix}'.strip()) from e
     if bad:
         # locate the first bad line by re-scanning (cheap: only on error)
@@ -63,14 +67,14 @@ def read_table(path: str, columns: Sequence[str], *, sep: str = '\t', header: in
     short = (df[list(columns)].isna() | df[list(columns)].eq('')).any(axis=1) if len(df) else pd.Series([], dtype=bool)
     if short.any():
         row = int(np.flatnonzero(short.to_numpy())[0])
-        raise DataFormatError(f'{path}, line {row + first_line}: expected {len(columns)} fields {list(columns)}, '
-                              f'got a short row {df.iloc[row].tolist()!r}. {fix}'.strip())
+        raise DataFormatError(f'{path}, line {_line_number(path, row, first_line)}: expected {len(columns)} '
+                              f'fields {list(columns)}, got a short row {df.iloc[row].tolist()!r}. {fix}'.strip())
     for col in int_columns:
         num = pd.to_numeric(df[col], errors='coerce')
         ok = num.notna() & (num == np.floor(num.fillna(0)))
         if not ok.all():
             row = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise DataFormatError(f"{path}, line {row + first_line}: field '{col}' must be an integer, got "
+            raise DataFormatError(f"{path}, line {_line_number(path, row, first_line)}: field '{col}' must be an integer, got "
                                   f'{df[col].iloc[row]!r}. {fix}'.strip())
         df[col] = num.astype(np.int64)
     for col in float_columns:
@@ -78,7 +82,8 @@ def read_table(path: str, columns: Sequence[str], *, sep: str = '\t', header: in
         ok = num.notna() & np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
         if not ok.all():
             row = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise DataFormatError(f"{path}, line {row + first_line}: field '{col}' must be a finite number, got "
+            raise DataFormatError(f"{path}, line {_line_number(path, row, first_line)}: field '{col}' must be a finite "
+                                  f"number, got "
                                   f'{df[col].iloc[row]!r}. {fix}'.strip())
         df[col] = num.astype(np.float64)
     df.attrs['path'] = path
@@ -104,9 +109,27 @@ def _first_bad_line(path: str, ncols: int, sep: str, first_line: int) -> int:
     return -1
 
 
+def _line_number(path: str, row: int, first_line: int) -> int:
+    import gzip
+    opener = gzip.open if path.endswith('.gz') else open
+    seen = -1
+    with opener(path, 'rt') as f:
+        for i, line in enumerate(f, start=1):
+            if i < first_line or not line.strip():
+                continue
+            seen += 1
+            if seen == row:
+                return i
+    return row + first_line
+
+
 def line_of(df: pd.DataFrame, row: int) -> str:
-    r"""``'<path>, line <n>'`` of DataFrame row ``row`` read by :func:`read_table`."""
-    return f"{df.attrs.get('path', '?')}, line {row + df.attrs.get('first_line', 1)}"
+    r"""``'<path>, line <n>'`` of DataFrame row ``row`` read by :func:`read_table`
+    (blank lines accounted for)."""
+    path = df.attrs.get('path', '?')
+    first = df.attrs.get('first_line', 1)
+    line = _line_number(path, row, first) if osp.exists(path) else row + first
+    return f'{path}, line {line}'
 
 
 def check_range(df: pd.DataFrame, col: str, low: float, high: float, fix: str = '') -> None:
@@ -114,7 +137,7 @@ def check_range(df: pd.DataFrame, col: str, low: float, high: float, fix: str = 
     bad = (df[col] < low) | (df[col] > high)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(f"{line_of(df, row)}: field '{col}' = {df[col].iloc[row]!r} is outside "
+        raise DataFormatError(f"{line_of(df, row)}: field '{col}' = {df[col].iloc[row].item()!r} is outside "
                               f'[{low}, {high}]. {fix}'.strip())
 
 

@@ -46,7 +46,8 @@ def _split_pair(pair: str | Sequence[str], raw_dir: str, what: str) -> tuple[str
     if not isinstance(pair, str):
         parts = tuple(pair)
         if len(parts) != 2 or not all(isinstance(p, str) and p for p in parts) or parts[0] == parts[1]:
-            raise ValueError(f"{what}: pair must be 'x_y' or two different domain names ('x', 'y'), got {pair!r}")
+            raise ValueError(f"{what}: pair must be 'x_y' or two different domain names ('x', 'y'), "
+                             f'got {pair!r}')
         return parts[0], parts[1]
     cands = [(pair[:i], pair[i + 1:]) for i, c in enumerate(pair) if c == '_']
     cands = [(x, y) for x, y in cands if x and y and x != y]
@@ -59,11 +60,13 @@ def _split_pair(pair: str | Sequence[str], raw_dir: str, what: str) -> tuple[str
              if osp.isdir(osp.join(raw_dir, f'{x}_{y}')) and osp.isdir(osp.join(raw_dir, f'{y}_{x}'))]
     if len(found) == 1:
         return found[0]
-    raise ValueError(f'{what}: pair {pair!r} is ambiguous (possible splits {cands}, folders found in {raw_dir}: '
-                     f"{found}); pass the two domain names explicitly, e.g. pair=('{cands[0][0]}', '{cands[0][1]}')")
+    raise ValueError(f'{what}: pair {pair!r} is ambiguous (possible splits {cands}, folders found in '
+                     f'{raw_dir}: {found}); pass the two domain names explicitly, e.g. '
+                     f"pair=('{cands[0][0]}', '{cands[0][1]}')")
 
 
-def _read_pairs(path: str, columns: Sequence[str], float_columns: Sequence[str] = (), fix: str = '') -> pd.DataFrame:
+def _read_pairs(path: str, columns: Sequence[str], float_columns: Sequence[str] = (),
+                fix: str = '') -> pd.DataFrame:
     r"""Read an interaction file with integer ``user``/``item`` ids; an empty
     file or a negative id raises :class:`DataFormatError` naming the file."""
     ints = [c for c in columns if c not in float_columns]
@@ -75,8 +78,8 @@ def _read_pairs(path: str, columns: Sequence[str], float_columns: Sequence[str] 
         neg = df[col] < 0
         if neg.any():
             row = int(np.flatnonzero(neg.to_numpy())[0])
-            raise DataFormatError(f"{line_of(df, row)}: field '{col}' = {df[col].iloc[row]} is negative; ids must "
-                                  f'be non-negative integers. {fix}'.strip())
+            raise DataFormatError(f"{line_of(df, row)}: field '{col}' = {df[col].iloc[row]} is negative; "
+                                  f'ids must be non-negative integers. {fix}'.strip())
     return df
 
 
@@ -85,17 +88,20 @@ def _check_no_duplicates(df: pd.DataFrame) -> None:
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataFormatError(f'{line_of(df, row)}: duplicate (user, item) = ({df.user.iloc[row]}, '
-                              f'{df.item.iloc[row]}); {int(dup.sum())} duplicate row(s) in the file. Remove them.')
+                              f'{df.item.iloc[row]}); {int(dup.sum())} duplicate row(s) in the file. '
+                              'Remove them.')
 
 
 def _check_disjoint(held: pd.DataFrame, train: pd.DataFrame) -> None:
     r"""No held-out (user, item) pair may also be a training pair."""
-    leak = pd.MultiIndex.from_frame(held[['user', 'item']]).isin(pd.MultiIndex.from_frame(train[['user', 'item']]))
+    known = pd.MultiIndex.from_frame(train[['user', 'item']])
+    leak = pd.MultiIndex.from_frame(held[['user', 'item']]).isin(known)
     if leak.any():
         row = int(np.flatnonzero(leak)[0])
         raise DataFormatError(f'{line_of(held, row)}: held-out pair (user, item) = ({held.user.iloc[row]}, '
                               f"{held.item.iloc[row]}) also occurs in {train.attrs.get('path', 'train')} "
-                              f'({int(leak.sum())} such row(s)); an evaluation pair must not be a training edge.')
+                              f'({int(leak.sum())} such row(s)); an evaluation pair must not be a '
+                              'training edge.')
 
 
 _NEG_KEY = re.compile(r'^\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)$')
@@ -127,8 +133,8 @@ def _read_fixed_negatives(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
             if width is None:
                 width = len(fields) - 1
             elif len(fields) - 1 != width:
-                raise DataFormatError(f'{path}, line {line_no}: {len(fields) - 1} negatives, but earlier lines '
-                                      f'have {width}; every row needs the same number')
+                raise DataFormatError(f'{path}, line {line_no}: {len(fields) - 1} negatives, but earlier '
+                                      f'lines have {width}; every row needs the same number')
             try:
                 row = [int(v) for v in fields[1:]]
             except ValueError:
@@ -141,7 +147,8 @@ def _read_fixed_negatives(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not keys:
         raise DataFormatError(f'{path}: the file holds no rows; remove it or fill it with '
                               "'(user, pos_item)<TAB>neg_1 ... neg_N' lines")
-    return np.asarray(keys, dtype=np.int64), np.asarray(negs, dtype=np.int64), np.asarray(lines, dtype=np.int64)
+    as_long = np.int64
+    return np.asarray(keys, dtype=as_long), np.asarray(negs, dtype=as_long), np.asarray(lines, dtype=as_long)
 
 
 def _map_items(id_maps: IdMaps, domain: str, raw: np.ndarray) -> np.ndarray:
@@ -203,9 +210,10 @@ class AmazonCDR(CDRDataset):
         torch.Size([6650, 99])
     """
 
-    source_hint = ('The DisenCDR pairs come from GitHub cjx96/DisenCDR (dataset/<x_y>/), Phone-Elec with its '
-                   'test_neg lists from sunshinelium/Bi-TGCF (Data/cell_electronic, Data/electronic_cell); an '
-                   'offline copy is ../shared/data/amazon-disencdr. Files may be gzipped (.txt.gz) or plain (.txt).')
+    source_hint = ('The DisenCDR pairs come from GitHub cjx96/DisenCDR (dataset/<x_y>/), Phone-Elec with '
+                   'its test_neg lists from sunshinelium/Bi-TGCF (Data/cell_electronic, '
+                   'Data/electronic_cell); an offline copy is ../shared/data/amazon-disencdr. Files may be '
+                   'gzipped (.txt.gz) or plain (.txt).')
 
     #: required files of each domain folder (``.txt`` or ``.txt.gz``)
     files: tuple[str, ...] = ('train', 'test', 'test_original')
@@ -254,7 +262,7 @@ class AmazonCDR(CDRDataset):
         num_cold: dict[str, int] = {}
         offset = 0
         test_offsets: list[int] = []
-        for dom, folder in zip(names, self.folders):
+        for dom, folder in zip(names, self.folders, strict=True):
             train = self._read(folder, 'train')
             test = self._read(folder, 'test')
             orig = self._read(folder, 'test_original')
@@ -278,7 +286,7 @@ class AmazonCDR(CDRDataset):
         data.num_cold_test_rows = num_cold
 
         edges, negs = [], []
-        for dom, folder, orig, start in zip(names, self.folders, originals, test_offsets):
+        for dom, folder, orig, start in zip(names, self.folders, originals, test_offsets, strict=True):
             path = _optional_raw(self.raw_dir, f'{folder}/{self.negatives_file}.txt')
             if path is None:
                 continue
@@ -287,8 +295,9 @@ class AmazonCDR(CDRDataset):
             mapped = _map_items(id_maps, dom, raw_neg)
             if (mapped < 0).any():
                 r, c = np.argwhere(mapped < 0)[0]
-                raise DataFormatError(f'{path}, line {lines[r]}: negative item {raw_neg[r, c]} does not occur in '
-                                      f'{folder}/ (train.txt or test_original.txt) of domain {dom!r}')
+                raise DataFormatError(f'{path}, line {lines[r]}: negative item {raw_neg[r, c]} does not '
+                                      f'occur in {folder}/ (train.txt or test_original.txt) of domain '
+                                      f'{dom!r}')
             edges.append(torch.arange(start, start + len(orig), dtype=torch.long))
             negs.append(torch.as_tensor(mapped, dtype=torch.long))
         if negs:
@@ -313,21 +322,22 @@ class AmazonCDR(CDRDataset):
         exp_row = f'{tuple(exp[where].tolist())}' if where < len(exp) else 'end of file'
         line = f"{test.attrs['path']}, line {where + test.attrs['first_line']}"
         raise DataFormatError(
-            f'{line}: test.txt must hold exactly the rows of test_original.txt whose item occurs in train.txt '
-            f'({len(exp)} rows, in file order), found {len(got)} rows; first difference: (user, item) = {got_row}, '
-            f'expected {exp_row}. Regenerate test.txt or fix test_original.txt.')
+            f'{line}: test.txt must hold exactly the rows of test_original.txt whose item occurs in '
+            f'train.txt ({len(exp)} rows, in file order), found {len(got)} rows; first difference: '
+            f'(user, item) = {got_row}, expected {exp_row}. Regenerate test.txt or fix test_original.txt.')
 
     @staticmethod
     def _check_negative_keys(path: str, keys: np.ndarray, lines: np.ndarray, orig: pd.DataFrame) -> None:
         exp = orig[['user', 'item']].to_numpy()
         if len(keys) != len(exp):
-            raise DataFormatError(f"{path}: {len(keys)} rows, but {orig.attrs['path']} has {len(exp)}; the fixed "
-                                  'negatives must list one row per test_original row, in the same order')
+            raise DataFormatError(f"{path}: {len(keys)} rows, but {orig.attrs['path']} has {len(exp)}; the "
+                                  'fixed negatives must list one row per test_original row, in the same '
+                                  'order')
         diff = np.flatnonzero((keys != exp).any(axis=1))
         if len(diff):
             r = int(diff[0])
-            raise DataFormatError(f'{path}, line {lines[r]}: (user, pos_item) = {tuple(keys[r].tolist())}, but line '
-                                  f"{r + orig.attrs['first_line']} of {orig.attrs['path']} is "
+            raise DataFormatError(f'{path}, line {lines[r]}: (user, pos_item) = {tuple(keys[r].tolist())}, '
+                                  f"but line {r + orig.attrs['first_line']} of {orig.attrs['path']} is "
                                   f'{tuple(exp[r].tolist())}; {len(diff)} row(s) out of order')
 
     def __repr__(self) -> str:

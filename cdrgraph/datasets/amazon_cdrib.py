@@ -89,8 +89,9 @@ class AmazonCDRIB(CDRDataset):
         'video:19456'
     """
 
-    source_hint = ('The CDRIB pairs come from GitHub cjx96/CDRIB (dataset/<x_y>/); an offline copy with game_video '
-                   'and sport_cloth is ../shared/data/amazon-cdrib. Files may be gzipped (.txt.gz) or plain (.txt).')
+    source_hint = ('The CDRIB pairs come from GitHub cjx96/CDRIB (dataset/<x_y>/); an offline copy with '
+                   'game_video and sport_cloth is ../shared/data/amazon-cdrib. Files may be gzipped '
+                   '(.txt.gz) or plain (.txt).')
 
     #: required files of each domain folder (``.txt`` or ``.txt.gz``) and their split codes
     files: tuple[str, ...] = ('train', 'valid', 'test')
@@ -101,8 +102,8 @@ class AmazonCDRIB(CDRDataset):
                  pre_transform: Callable | None = None, force_reload: bool = False) -> None:
         self.pair = _split_pair(pair, raw_dir if raw_dir is not None else osp.join(root, 'raw'),
                                 self.__class__.__name__)
-        if num_common_users is not None and (isinstance(num_common_users, bool)
-                                             or not isinstance(num_common_users, int) or num_common_users < 1):
+        valid = isinstance(num_common_users, int) and not isinstance(num_common_users, bool)
+        if num_common_users is not None and (not valid or num_common_users < 1):
             raise ValueError(f'{self.__class__.__name__}: num_common_users must be a positive int or None, '
                              f'got {num_common_users!r}')
         self.num_common_users = num_common_users
@@ -142,7 +143,7 @@ class AmazonCDRIB(CDRDataset):
     def build(self) -> tuple[HeteroData, IdMaps]:
         names = list(self.pair)
         tables = {(dom, stem): self._read(folder, stem)
-                  for dom, folder in zip(names, self.folders) for stem in self.files}
+                  for dom, folder in zip(names, self.folders, strict=True) for stem in self.files}
         for dom in names:
             train = tables[dom, 'train']
             _check_no_duplicates(train)
@@ -163,20 +164,20 @@ class AmazonCDRIB(CDRDataset):
                 if warm.any():
                     row = int(np.flatnonzero(warm)[0])
                     raise DataFormatError(
-                        f'{line_of(held, row)}: user {held.user.iloc[row]} is held out in domain {dom!r} but has '
-                        f"training edges there ({int(warm.sum())} such row(s)); the CDRIB format holds out all "
-                        'domain interactions of a cold-start user')
-            cold_raw[dom] = np.unique(np.concatenate([tables[dom, s]['user'].to_numpy() for s in self.files[1:]]))
+                        f'{line_of(held, row)}: user {held.user.iloc[row]} is held out in domain {dom!r} but '
+                        f'has training edges there ({int(warm.sum())} such row(s)); the CDRIB format holds '
+                        'out all domain interactions of a cold-start user')
+            cold_raw[dom] = np.unique(self._users(tables, dom, self.files[1:]))
 
         # integer user codes: common users keep their id, domain-specific ones follow domain by domain
         keys: list[str] = [str(u) for u in range(n_common)]
         frames = []
         for dom in names:
-            specific = np.unique(np.concatenate([tables[dom, s]['user'].to_numpy() for s in self.files]))
+            specific = np.unique(self._users(tables, dom, self.files))
             specific = specific[specific >= n_common]
             start = len(keys)
             keys.extend(f'{dom}:{u}' for u in specific.tolist())
-            for stem, code in zip(self.files, self.split_codes):
+            for stem, code in zip(self.files, self.split_codes, strict=True):
                 df = tables[dom, stem]
                 raw = df['user'].to_numpy()
                 ucode = np.where(raw < n_common, raw, start + np.searchsorted(specific, raw))
@@ -186,9 +187,9 @@ class AmazonCDRIB(CDRDataset):
         present = np.unique(df['user'].to_numpy())
         absent = np.setdiff1d(np.arange(n_common), present)
         if len(absent):
-            raise ValueError(f'{self.__class__.__name__}(pair={self.pair}): num_common_users={n_common}, but the '
-                             f'common user id(s) {absent[:5].tolist()} occur in no file ({len(absent)} in all); '
-                             'pass the correct num_common_users')
+            raise ValueError(f'{self.__class__.__name__}(pair={self.pair}): num_common_users={n_common}, but '
+                             f'the common user id(s) {absent[:5].tolist()} occur in no file '
+                             f'({len(absent)} in all); pass the correct num_common_users')
         data, id_maps = from_interactions(df, domains=names, split='split', return_id_maps=True,
                                           source=f'{self.__class__.__name__}(pair={self.pair})')
         id_maps[USER] = pd.Index([keys[c] for c in id_maps[USER].tolist()], name=USER)
@@ -196,11 +197,15 @@ class AmazonCDRIB(CDRDataset):
         data.cold_users = {dom: torch.as_tensor(cold_raw[dom], dtype=torch.long) for dom in names}
         return data, id_maps
 
+    @staticmethod
+    def _users(tables: dict[tuple[str, str], pd.DataFrame], dom: str, stems: Sequence[str]) -> np.ndarray:
+        return np.concatenate([tables[dom, s]['user'].to_numpy() for s in stems])
+
     def _common_users(self, names: list[str], tables: dict[tuple[str, str], pd.DataFrame]) -> int:
-        held = {dom: np.concatenate([tables[dom, s]['user'].to_numpy() for s in self.files[1:]]) for dom in names}
+        held = {dom: self._users(tables, dom, self.files[1:]) for dom in names}
         if self.num_common_users is not None:
             n = self.num_common_users
-            for dom, folder in zip(names, self.folders):
+            for dom in names:
                 for stem in self.files[1:]:
                     df = tables[dom, stem]
                     bad = (df['user'] >= n).to_numpy()
@@ -208,16 +213,17 @@ class AmazonCDRIB(CDRDataset):
                         row = int(np.flatnonzero(bad)[0])
                         raise DataFormatError(
                             f'{line_of(df, row)}: held-out user {df.user.iloc[row]} >= num_common_users={n}; '
-                            'cold-start users are common users, so num_common_users must exceed every valid/test '
-                            'user id (leave it None to derive it)')
+                            'cold-start users are common users, so num_common_users must exceed every '
+                            'valid/test user id (leave it None to derive it)')
             return n
         n = int(max(h.max() for h in held.values())) + 1
         lo = int(0.1 * n)
         ranges = sorted((int(h.min()), int(h.max())) for h in held.values())
         expected = [(8 * lo, 9 * lo - 1), (9 * lo, n - 1)]
         if ranges != expected:
-            warnings.warn(f'{self.__class__.__name__}(pair={self.pair}): derived n_common={n} from the held-out '
-                          f'users, but their id ranges {ranges} do not follow the CDRIB layout {expected} '
+            warnings.warn(f'{self.__class__.__name__}(pair={self.pair}): derived n_common={n} from the '
+                          f'held-out users, but their id ranges {ranges} do not follow the CDRIB layout '
+                          f'{expected} '
                           '(L = int(0.1 n_common)); check it or pass num_common_users', stacklevel=3)
         logged = self.logged_common_users()
         if logged and n not in logged.values():

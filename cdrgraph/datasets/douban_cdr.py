@@ -57,9 +57,9 @@ class DoubanCDR(CDRDataset):
         (['book', 'music'], 2216)
     """
 
-    source_hint = ('The Douban ratings come from GitHub fengzhu1/GA-DTCDR (Data/douban_<name>/ratings.dat); an '
-                   'offline Book-Music copy is ../shared/data/douban-gadtcdr. Files may be gzipped (.dat.gz) or '
-                   'plain (.dat).')
+    source_hint = ('The Douban ratings come from GitHub fengzhu1/GA-DTCDR (Data/douban_<name>/ratings.dat); '
+                   'an offline Book-Music copy is ../shared/data/douban-gadtcdr. Files may be gzipped '
+                   '(.dat.gz) or plain (.dat).')
 
     rating_range: tuple[float, float] = (1.0, 5.0)
 
@@ -95,12 +95,14 @@ class DoubanCDR(CDRDataset):
         try:
             super().download()
         except FileNotFoundError as e:
-            raise FileNotFoundError(f'{e} Domains available in {self.raw_dir}: {self.available_domains()}.') from None
+            raise FileNotFoundError(f'{e} Domains available in {self.raw_dir}: '
+                                    f'{self.available_domains()}.') from None
 
     def build(self) -> tuple[HeteroData, IdMaps]:
         frames = []
-        for dom, rel in zip(self.domains, self.raw_file_names):
-            df = _read_pairs(osp.join(self.raw_dir, rel), ('user', 'item', 'rating'), float_columns=('rating',),
+        for dom, rel in zip(self.domains, self.raw_file_names, strict=True):
+            df = _read_pairs(osp.join(self.raw_dir, rel), ('user', 'item', 'rating'),
+                             float_columns=('rating',),
                              fix="Expected lines 'user<TAB>item<TAB>rating' (GA-DTCDR format).")
             check_range(df, 'rating', *self.rating_range, fix='Douban ratings are 1-5 stars.')
             _check_no_duplicates(df)

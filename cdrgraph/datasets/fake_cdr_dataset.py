@@ -166,7 +166,7 @@ class FakeCDRDataset(InMemoryDataset):
         if self.num_domains < 1:
             bad('num_domains', self.num_domains, 'use at least 1 domain')
         if len(self.num_items) != self.num_domains:
-            bad('num_items', self.num_items, f'give one int or a list of {self.num_domains} ints (one per domain)')
+            bad('num_items', self.num_items, f'give one int or a list of {self.num_domains} ints')
         if min(self.num_items) < 1:
             bad('num_items', self.num_items, 'every domain needs at least 1 item')
         if not 0.0 <= self.user_overlap <= 1.0:
@@ -187,7 +187,8 @@ class FakeCDRDataset(InMemoryDataset):
         rest = self.num_users - n_over
         if self.num_users < 1 or (n_over == 0 and rest < self.num_domains):
             bad('num_users', self.num_users,
-                f'every domain needs a user: use num_users >= num_domains ({self.num_domains}) or user_overlap > 0')
+                f'every domain needs a user: use num_users >= num_domains ({self.num_domains}) '
+                'or user_overlap > 0')
 
     def _num_overlap_users(self) -> int:
         if self.num_domains == 1:
@@ -303,8 +304,10 @@ class FakeCDRDataset(InMemoryDataset):
             df['shared'] = np.where(it < n_shared, it, n_shared + offsets[dm] + it - n_shared)
             kw['shared_item'] = 'shared'
         # canonical edge order: user, then time (or draw order)
-        df = df.sort_values(['user', 'time'] if self.timestamps else ['user'], kind='stable').reset_index(drop=True)
-        data, id_maps = from_interactions(df, domains=names, source='FakeCDRDataset', return_id_maps=True, **kw)
+        by = ['user', 'time'] if self.timestamps else ['user']
+        df = df.sort_values(by, kind='stable').reset_index(drop=True)
+        data, id_maps = from_interactions(df, domains=names, source='FakeCDRDataset', return_id_maps=True,
+                                          **kw)
 
         q_all = torch.cat(q_list)
         if self.side_features:

@@ -82,7 +82,8 @@ class MovieLensCDR(CDRDataset):
         if min_rating is not None and not np.isfinite(float(min_rating)):
             raise ValueError(f'MovieLensCDR: min_rating must be a finite number or None, got {min_rating!r}')
         if int(min_interactions) != min_interactions or min_interactions < 0:
-            raise ValueError(f'MovieLensCDR: min_interactions must be an integer >= 0, got {min_interactions!r}')
+            raise ValueError(f'MovieLensCDR: min_interactions must be an integer >= 0, '
+                             f'got {min_interactions!r}')
         self.min_rating = None if min_rating is None else float(min_rating)
         self.min_interactions = int(min_interactions)
         super().__init__(root, raw_dir, transform, pre_transform, force_reload)
@@ -98,7 +99,7 @@ class MovieLensCDR(CDRDataset):
 
     def build(self) -> tuple[HeteroData, IdMaps]:
         frames, dups, filtered = [], {}, {}
-        for dom, path in zip(self.DOMAINS, self.raw_paths):
+        for dom, path in zip(self.DOMAINS, self.raw_paths, strict=True):
             df = _read_atomic(path, ['user', 'item', 'rating', 'time'], float_columns=['rating', 'time'],
                               fix=self.source_hint)
             _check_ratings(df, self.source_hint)
@@ -117,7 +118,8 @@ class MovieLensCDR(CDRDataset):
         df = pd.concat(frames, ignore_index=True)
         df['time'] = df['time'].astype(np.int64)
         data, id_maps = from_interactions(df, rating='rating', time='time', shared_item='item',
-                                          domains=list(self.DOMAINS), source=self.raw_dir, return_id_maps=True)
+                                          domains=list(self.DOMAINS), source=self.raw_dir,
+                                          return_id_maps=True)
         data.num_duplicates_by_domain = dups
         data.num_duplicates_dropped = sum(dups.values())
         data.num_filtered_by_domain = filtered

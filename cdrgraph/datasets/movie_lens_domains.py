@@ -56,7 +56,8 @@ def _read_atomic(path: str, columns: Sequence[str], *, required: Sequence[str] |
                          keep_default_na=False, skip_blank_lines=False, quoting=csv.QUOTE_NONE)
     except pd.errors.ParserError as e:
         m = re.search(r'Expected (\d+) fields in line (\d+), saw (\d+)', str(e))
-        where = f', line {m.group(2)}: expected {m.group(1)} fields {columns}, got {m.group(3)}' if m else f': {e}'
+        where = (f', line {m.group(2)}: expected {m.group(1)} fields {columns}, got {m.group(3)}' if m
+                 else f': {e}')
         raise DataFormatError(f'{path}{where}. {fix}'.strip()) from e
     except (UnicodeDecodeError, EOFError, OSError) as e:  # pragma: no cover - corrupt archive
         raise DataFormatError(f'{path}: cannot parse ({e}). {fix}'.strip()) from e
@@ -70,13 +71,14 @@ def _read_atomic(path: str, columns: Sequence[str], *, required: Sequence[str] |
         if empty.any():
             bad_line = _first_bad_line(path, len(columns), '\t', 2)
             if bad_line != -1:
-                raise DataFormatError(f'{path}, line {bad_line}: expected {len(columns)} tab-separated fields '
-                                      f'{columns}. {fix}'.strip())
+                raise DataFormatError(f'{path}, line {bad_line}: expected {len(columns)} tab-separated '
+                                      f'fields {columns}. {fix}'.strip())
             req = df[required].eq('').to_numpy().any(axis=1)
             if req.any():
                 pos = int(np.flatnonzero(req)[0])
                 field = next(c for c in required if df[c].iloc[pos] == '')
-                raise DataFormatError(f"{_line(df, pos)}: field '{field}' is empty; it is required. {fix}".strip())
+                raise DataFormatError(f"{_line(df, pos)}: field '{field}' is empty; it is required. "
+                                      f'{fix}'.strip())
     for col in float_columns:
         num = pd.to_numeric(df[col], errors='coerce')
         ok = num.notna().to_numpy() & np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
@@ -217,7 +219,8 @@ class MovieLensDomains(CDRDataset):
         if variant not in self.VARIANTS:
             raise ValueError(f'MovieLensDomains: unknown variant {variant!r}; valid: {list(self.VARIANTS)}')
         if domain_by not in self.DOMAIN_BY:
-            raise ValueError(f'MovieLensDomains: unknown domain_by {domain_by!r}; valid: {list(self.DOMAIN_BY)}')
+            raise ValueError(f'MovieLensDomains: unknown domain_by {domain_by!r}; '
+                             f'valid: {list(self.DOMAIN_BY)}')
         if domains is None:
             domains = self.DEFAULT_GENRES if domain_by == 'genre' else tuple(AGE_GROUPS)
         if isinstance(domains, str):
@@ -230,7 +233,8 @@ class MovieLensDomains(CDRDataset):
         if domain_by == 'age':
             unknown = [d for d in domains if d not in AGE_GROUPS]
             if unknown:
-                raise ValueError(f'MovieLensDomains: unknown age domain(s) {unknown}; valid: {list(AGE_GROUPS)}')
+                raise ValueError(f'MovieLensDomains: unknown age domain(s) {unknown}; '
+                                 f'valid: {list(AGE_GROUPS)}')
             if require_all_domains:
                 raise ValueError("MovieLensDomains: require_all_domains=True needs domain_by='genre'; "
                                  'age domains are disjoint in users')
@@ -298,8 +302,8 @@ class MovieLensDomains(CDRDataset):
             age = _age_code(users.set_index('user')['age'], numeric_ages=self.variant == '100k')
             unknown_codes = sorted(set(age[age != ''].astype(int)) - set(_ML1M_AGE_CODES))
             if unknown_codes:
-                raise DataFormatError(f"{user_path}: field 'age' has values {unknown_codes} that are no ML-1M "
-                                      f'age codes {list(_ML1M_AGE_CODES)}. {fix}'.strip())
+                raise DataFormatError(f"{user_path}: field 'age' has values {unknown_codes} that are no "
+                                      f'ML-1M age codes {list(_ML1M_AGE_CODES)}. {fix}'.strip())
             group = {str(c): g for g, codes in AGE_GROUPS.items() for c in codes}
             dom = df['user'].map(age.map(lambda a: group.get(a, ''))).fillna('')
             keep = dom.isin(self.domains).to_numpy()
@@ -364,5 +368,6 @@ def _check_ratings(inter: pd.DataFrame, fix: str = '') -> None:
     bad = ((inter['rating'] < 1) | (inter['rating'] > 5)).to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise DataFormatError(f"{_line(inter, pos)}: field 'rating' = {float(inter['rating'].iloc[pos])} is outside "
-                              f'[1, 5]. {fix}'.strip())
+        value = float(inter['rating'].iloc[pos])
+        raise DataFormatError(f"{_line(inter, pos)}: field 'rating' = {value} is outside [1, 5]. "
+                              f'{fix}'.strip())

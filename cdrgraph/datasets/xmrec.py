@@ -55,8 +55,8 @@ class XMRec(CDRDataset):
     """
 
     MARKETS = ('ca', 'de', 'fr', 'in', 'jp', 'mx', 'uk')
-    source_hint = ('XMRec Electronics 5-core files <market>_5core.txt of GitHub samarthbhargav/efficient-xmrec '
-                   '(DATA2/proc_data), see ../shared/data/xmrec-electronics.')
+    source_hint = ('XMRec Electronics 5-core files <market>_5core.txt of GitHub '
+                   'samarthbhargav/efficient-xmrec (DATA2/proc_data), see ../shared/data/xmrec-electronics.')
 
     def __init__(self, root: str, markets: Sequence[str] = MARKETS, raw_dir: str | None = None,
                  transform: Callable | None = None, pre_transform: Callable | None = None,
@@ -68,7 +68,8 @@ class XMRec(CDRDataset):
         if unknown:
             raise ValueError(f'XMRec: unknown market(s) {unknown}; valid: {list(self.MARKETS)}')
         if not markets or len(set(markets)) != len(markets):
-            raise ValueError(f'XMRec: markets must be a non-empty list of distinct market codes, got {list(markets)}')
+            raise ValueError(f'XMRec: markets must be a non-empty list of distinct market codes, '
+                             f'got {list(markets)}')
         self.markets = markets
         super().__init__(root, raw_dir, transform, pre_transform, force_reload)
 
@@ -81,13 +82,14 @@ class XMRec(CDRDataset):
         out = []
         for m in self.markets:
             stem = f'{m}_5core.txt'
-            plain = osp.exists(osp.join(self.raw_dir, stem)) and not osp.exists(osp.join(self.raw_dir, stem + '.gz'))
+            path = osp.join(self.raw_dir, stem)
+            plain = osp.exists(path) and not osp.exists(path + '.gz')
             out.append(stem if plain else stem + '.gz')
         return out
 
     def build(self) -> tuple[HeteroData, IdMaps]:
         frames, dups = [], {}
-        for market, path in zip(self.markets, self.raw_paths):
+        for market, path in zip(self.markets, self.raw_paths, strict=True):
             _check_header(path, self.source_hint)
             df = read_table(path, ['user', 'item', 'rating', 'date'], sep=r'\s+', header=0,
                             float_columns=['rating'], fix=self.source_hint)

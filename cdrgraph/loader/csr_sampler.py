@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from cdrgraph.data.build import add_derived_edges
-from cdrgraph.data.schema import DOMAIN, EDGE_ATTRS, INTERACTS, ITEM, REV_INTERACTS, USER
+from cdrgraph.data.schema import DOMAIN, EDGE_ATTRS, INTERACTS, ITEM, USER
 from cdrgraph.loader.views import train_edge_mask
 
 __all__ = ['CSRNeighborSampler', 'build_subgraph', 'global_to_local']
@@ -83,12 +83,9 @@ class CSRNeighborSampler:
     neighbours), like PyG's ``NeighborSampler``. All hops are vectorised:
 
     * nodes with degree :math:`\le k` keep all their edges;
-    * nodes with :math:`k <` degree :math:`\le 4k` give every edge a random key,
-      edges are sorted by (node, key) and the first ``k`` per node kept
-      (rank within segment);
-    * nodes with a larger degree draw positions with replacement and keep the
-      first ``k`` distinct ones, re-drawing the missing ones (few rounds; the
-      result is a uniform ``k``-subset).
+    * nodes with a larger degree draw a uniform ``k``-subset of their edges
+      with Floyd's algorithm, run for all of them at once (``k`` vectorised
+      steps, no sort, no re-draws).
 
     The subgraph's ``interacts`` edges are the union of the sampled edges of
     both directions (deduplicated), ``rev_interacts`` is their reverse, so the
@@ -156,36 +153,20 @@ class CSRNeighborSampler:
         src.append(frontier[small][seg])
         pos.append(p)
         if k >= 0:
-            # 2) random keys + rank within segment for k < deg <= 4k
-            mid = (deg > k) & (deg <= 4 * k)
-            if mid.any():
-                seg, p = expand(start[mid], deg[mid])
-                key = seg.double() + torch.rand(seg.numel(), generator=gen, dtype=torch.float64)
-                order = torch.argsort(key)
-                seg, p = seg[order], p[order]
-                mdeg = deg[mid]
-                rank = torch.arange(seg.numel()) - (torch.cumsum(mdeg, 0) - mdeg)[seg]
-                keep = rank < k
-                src.append(frontier[mid][seg[keep]])
-                pos.append(p[keep])
-            # 3) draw with replacement, keep distinct, re-draw the missing ones
-            big = deg > 4 * k
+            # 2) nodes with deg > k: Floyd's algorithm, vectorised over the nodes (k steps, no sort):
+            #    for j = deg-k .. deg-1: t ~ U{0..j}; take t unless already taken, else take j
+            big = deg > k
             if big.any():
-                bnodes, bstart, bdeg = frontier[big], start[big], deg[big]
-                nb = bnodes.numel()
-                chosen = torch.empty(0, dtype=torch.long)     # keys row * max_deg + offset
-                width = int(bdeg.max())
-                need = torch.full((nb,), k, dtype=torch.long)
-                while bool((need > 0).any()):
-                    rows = torch.repeat_interleave(torch.arange(nb), need)
-                    off = (torch.rand(rows.numel(), generator=gen, dtype=torch.float64)
-                           * bdeg[rows]).long().clamp(max=width - 1)
-                    off = torch.minimum(off, bdeg[rows] - 1)
-                    chosen = torch.unique(torch.cat([chosen, rows * width + off]))
-                    need = k - torch.bincount(chosen // width, minlength=nb)
-                rows, off = chosen // width, chosen % width
-                src.append(bnodes[rows])
-                pos.append(bstart[rows] + off)
+                bdeg, nb = deg[big], int(big.sum())
+                chosen = torch.empty(nb, k, dtype=torch.long)
+                for step in range(k):
+                    j = bdeg - k + step
+                    t = (torch.rand(nb, generator=gen, dtype=torch.float64) * (j + 1)).long()
+                    t = torch.minimum(t, j)
+                    taken = (chosen[:, :step] == t.unsqueeze(1)).any(1)
+                    chosen[:, step] = torch.where(taken, j, t)
+                src.append(frontier[big].repeat_interleave(k))
+                pos.append((start[big].unsqueeze(1) + chosen).view(-1))
         src_t, pos_t = torch.cat(src), torch.cat(pos)
         return src_t, col[pos_t], e_id[pos_t]
 
@@ -228,7 +209,9 @@ class CSRNeighborSampler:
                 _, dst, e = self._sample_hop(nt, frontier[nt], k, gen)
                 edge_mask[e] = True
                 ot = other[nt]
-                new[ot] = torch.unique(dst[~seen[ot][dst]])
+                fresh = torch.zeros(size[ot], dtype=torch.bool)   # dense dedupe: cheaper than torch.unique
+                fresh[dst[~seen[ot][dst]]] = True
+                new[ot] = fresh.nonzero().view(-1)
             for nt in (USER, ITEM):
                 parts[nt].append(new[nt])
                 seen[nt][new[nt]] = True

@@ -174,7 +174,8 @@ class CDRLinkLoader:
                  num_neighbors: Sequence[int] | None = None, shuffle: bool = True, seed: int = 0,
                  backend: str = 'auto', drop_last: bool = False) -> None:
         if domain_policy not in DOMAIN_POLICIES:
-            raise ValueError(f'CDRLinkLoader(domain_policy={domain_policy!r}): choose one of {DOMAIN_POLICIES}')
+            raise ValueError(f'CDRLinkLoader(domain_policy={domain_policy!r}): choose one of '
+                             f'{DOMAIN_POLICIES}')
         if mode not in MODES:
             raise ValueError(f'CDRLinkLoader(mode={mode!r}): choose one of {MODES}')
         if backend not in BACKENDS:
@@ -185,14 +186,15 @@ class CDRLinkLoader:
             raise ValueError(f'CDRLinkLoader(num_negatives={num_negatives}): num_negatives must be >= 0')
         split_name = getattr(data, 'split_name', None)
         if split_name not in (None, 'train'):
-            raise ValueError(f"CDRLinkLoader: data.split_name is {split_name!r}; train on the 'train' graph of a "
-                             'split, its edge_label_index holds held-out evaluation pairs')
+            raise ValueError(f'CDRLinkLoader: data.split_name is {split_name!r}; train on the '
+                             "'train' graph of a split, its edge_label_index holds held-out evaluation pairs")
         store = data[INTERACTS]
         split = getattr(store, 'split', None)
         if split is not None and bool((split != TRAIN).any()):
             raise ValueError(f"CDRLinkLoader: data[{INTERACTS}].split marks {int((split != TRAIN).sum())} "
                              'validation/test edges that would leak into message passing; apply a split '
-                             'transform first (e.g. cdrgraph.transforms.GivenSplit()) and pass its train graph')
+                             'transform first (e.g. cdrgraph.transforms.GivenSplit()) and pass its train '
+                             'graph')
 
         self.data = data
         self.batch_size = int(batch_size)
@@ -216,8 +218,8 @@ class CDRLinkLoader:
         if label is not None:
             label = label.float()
             if label.numel() != sup.size(1):
-                raise ValueError(f'CDRLinkLoader: data[{INTERACTS}].edge_label has {label.numel()} entries for '
-                                 f'{sup.size(1)} supervision pairs (edge_label_index)')
+                raise ValueError(f'CDRLinkLoader: data[{INTERACTS}].edge_label has {label.numel()} '
+                                 f'entries for {sup.size(1)} supervision pairs (edge_label_index)')
             if bool((label == 1).all()):
                 label = None
         if sup.size(1) == 0:
@@ -230,6 +232,8 @@ class CDRLinkLoader:
         self.domain_edges = [(self.sup_domain == k).nonzero().view(-1) for k in range(num_domains)]
 
         self.negative_sampler = NegativeSampler(data, seed=self.seed)
+        if self.num_negatives:   # fail now, not in the middle of an epoch
+            self.negative_sampler.check(sup[0], self.sup_domain)
         self.backend: str | None = None
         self.sampler: CSRNeighborSampler | _PyGSubgraphSampler | None = None
         if mode == 'sampled':
@@ -304,7 +308,10 @@ class CDRLinkLoader:
                         neg_item=local_items[b:].view(b, self.num_negatives), n_id=n_id, label=label)
 
     def __repr__(self) -> str:
-        extra = f', num_neighbors={self.num_neighbors}, backend={self.backend!r}' if self.mode == 'sampled' else ''
-        return (f'{self.__class__.__name__}(num_edges={self.sup_index.size(1)}, batch_size={self.batch_size}, '
+        extra = ''
+        if self.mode == 'sampled':
+            extra = f', num_neighbors={self.num_neighbors}, backend={self.backend!r}'
+        return (f'{self.__class__.__name__}(num_edges={self.sup_index.size(1)}, '
+                f'batch_size={self.batch_size}, '
                 f'num_negatives={self.num_negatives}, domain_policy={self.domain_policy!r}, '
                 f'mode={self.mode!r}{extra})')

@@ -72,12 +72,12 @@ class NegativeSampler:
         if extra_positive is not None:
             extra = torch.as_tensor(extra_positive, dtype=torch.long)
             if extra.dim() != 2 or extra.size(0) != 2:
-                raise ValueError(f'NegativeSampler(extra_positive=...): expected long[2, E] (user, item) pairs, '
-                                 f'got shape {tuple(extra.shape)}')
+                raise ValueError('NegativeSampler(extra_positive=...): expected long[2, E] (user, item) '
+                                 f'pairs, got shape {tuple(extra.shape)}')
             if extra.numel() and (int(extra[0].min()) < 0 or int(extra[0].max()) >= self.num_users
                                   or int(extra[1].min()) < 0 or int(extra[1].max()) >= self.num_items):
-                raise ValueError(f'NegativeSampler(extra_positive=...): user ids must lie in [0, {self.num_users}) '
-                                 f'and item ids in [0, {self.num_items})')
+                raise ValueError('NegativeSampler(extra_positive=...): user ids must lie in '
+                                 f'[0, {self.num_users}) and item ids in [0, {self.num_items})')
             excl = torch.cat([ei, extra], dim=1)
         #: sorted ``user * I + item`` keys of every excluded pair
         self.excluded_keys = torch.unique(excl[0] * self.num_items + excl[1])
@@ -93,12 +93,12 @@ class NegativeSampler:
         ex_user, ex_pos = ex_user[order], ex_pos[order]
         ex_dom = item_dom[pool[ex_pos]] if ex_pos.numel() else ex_pos
         seg = ex_user * k + ex_dom
-        #: sorted ``user * K + domain`` keys with at least one excluded pool item, and their counts
-        self.seg_keys, self.seg_counts = torch.unique_consecutive(seg, return_counts=True)
-        seg_start = torch.cumsum(self.seg_counts, 0) - self.seg_counts
-        seg_idx = torch.repeat_interleave(torch.arange(self.seg_keys.numel()), self.seg_counts)
-        rank = torch.arange(seg.numel()) - seg_start[seg_idx]
-        # number of valid items before each excluded one, shifted into its own (user, domain) key range
+        #: ``seg_ptr[u * K + d] : seg_ptr[u * K + d + 1]`` = the excluded pool items of (u, d)
+        self.seg_ptr = torch.zeros(self.num_users * k + 1, dtype=torch.long)
+        self.seg_ptr[1:] = torch.cumsum(torch.bincount(seg, minlength=self.num_users * k), 0)
+        rank = torch.arange(seg.numel()) - self.seg_ptr[seg]
+        # number of valid items before each excluded one, shifted into its own (user, domain) key range:
+        # the r-th valid item of (u, d) is at pool position start_d + r + #{excluded with valid_before <= r}
         valid_before = ex_pos - self.pool_ptr[ex_dom] - rank
         self._shift_keys = ex_user * num_pool + self.pool_ptr[ex_dom] + valid_before
 
@@ -106,15 +106,31 @@ class NegativeSampler:
     def num_excluded(self, users: Tensor, domains: Tensor) -> Tensor:
         r"""``long[B]`` number of excluded items of :math:`I_k^{train}` for each (user, domain)."""
         s = users * self.num_domains + domains
-        if self.seg_keys.numel() == 0:
-            return torch.zeros_like(s)
-        idx = torch.searchsorted(self.seg_keys, s).clamp(max=self.seg_keys.numel() - 1)
-        return torch.where(self.seg_keys[idx] == s, self.seg_counts[idx], torch.zeros_like(s))
+        return self.seg_ptr[s + 1] - self.seg_ptr[s]
+
+    def check(self, users: Tensor, domains: Tensor) -> None:
+        r"""Raise :class:`ValueError` when some row has no valid negative
+        (its user has interacted with every training item of its domain)."""
+        users = torch.as_tensor(users, dtype=torch.long).view(-1)
+        domains = torch.as_tensor(domains, dtype=torch.long).view(-1)
+        self._raise_if_empty(users, domains, self.pool_count[domains] - self.num_excluded(users, domains))
+
+    def _raise_if_empty(self, users: Tensor, domains: Tensor, num_valid: Tensor) -> None:
+        empty = num_valid <= 0
+        if bool(empty.any()):
+            row = int(empty.nonzero()[0])
+            d = int(domains[row])
+            raise ValueError(
+                f'NegativeSampler: user {int(users[row])} has no valid negative in domain '
+                f"{self.domain_names[d]!r}: all {int(self.pool_count[d])} items with a training edge there "
+                f'(I_k^train) are among its training/extra positives ({int(empty.sum())} rows affected). '
+                'Drop such rows from the supervision edges or add items to the domain.')
 
     def is_excluded(self, users: Tensor, items: Tensor) -> Tensor:
         r"""``bool[...]``: whether each ``(user, item)`` pair is a training
         (or extra) positive, i.e. can never be drawn as a negative."""
-        key = torch.as_tensor(users, dtype=torch.long) * self.num_items + torch.as_tensor(items, dtype=torch.long)
+        users = torch.as_tensor(users, dtype=torch.long)
+        key = users * self.num_items + torch.as_tensor(items, dtype=torch.long)
         if self.excluded_keys.numel() == 0:
             return torch.zeros_like(key, dtype=torch.bool)
         idx = torch.searchsorted(self.excluded_keys, key).clamp(max=self.excluded_keys.numel() - 1)
@@ -147,8 +163,8 @@ class NegativeSampler:
         if n < 0:
             raise ValueError(f'NegativeSampler.sample: num_negatives must be >= 0, got {n}')
         if users.numel() != domains.numel():
-            raise ValueError(f'NegativeSampler.sample: users ({users.numel()}) and domains ({domains.numel()}) '
-                             'must have one entry per row')
+            raise ValueError(f'NegativeSampler.sample: users ({users.numel()}) and domains '
+                             f'({domains.numel()}) must have one entry per row')
         b = users.numel()
         if b == 0 or n == 0:
             return torch.empty(b, n, dtype=torch.long)
@@ -158,21 +174,14 @@ class NegativeSampler:
             raise ValueError(f'NegativeSampler.sample: domains must lie in [0, {self.num_domains})')
         gen = self.generator if generator is None else generator
 
-        num_valid = self.pool_count[domains] - self.num_excluded(users, domains)
-        empty = num_valid <= 0
-        if empty.any():
-            row = int(empty.nonzero()[0])
-            d = int(domains[row])
-            raise ValueError(
-                f'NegativeSampler: user {int(users[row])} has no valid negative in domain '
-                f"{self.domain_names[d]!r}: all {int(self.pool_count[d])} items with a training edge there "
-                f'(I_k^train) are among its training/extra positives ({int(empty.sum())} rows affected). '
-                'Drop such rows from the supervision edges or add items to the domain.')
+        seg = users * self.num_domains + domains
+        lo = self.seg_ptr[seg]
+        num_valid = self.pool_count[domains] - (self.seg_ptr[seg + 1] - lo)
+        self._raise_if_empty(users, domains, num_valid)
         rank = (torch.rand(b, n, generator=gen, dtype=torch.float64) * num_valid.unsqueeze(1)).long()
         rank = torch.minimum(rank, (num_valid - 1).unsqueeze(1))
         start = self.pool_ptr[domains]
         base = users * self.num_pool + start
-        lo = torch.searchsorted(self._shift_keys, base)
         hi = torch.searchsorted(self._shift_keys, base.unsqueeze(1) + rank, right=True)
         pos = start.unsqueeze(1) + rank + (hi - lo.unsqueeze(1))
         return self.pool[pos]

@@ -83,7 +83,8 @@ def group_auc(scores: Tensor, labels: Tensor, groups: Tensor) -> GroupAUC:
     """
     scores, labels = _check_inputs(scores, labels, 'group_auc')
     if groups.shape != scores.shape:
-        raise ValueError(f'group_auc: groups shape {tuple(groups.shape)} differs from scores {tuple(scores.shape)}')
+        raise ValueError(f'group_auc: groups shape {tuple(groups.shape)} differs from scores '
+                         f'{tuple(scores.shape)}')
     uniq, inv = torch.unique(groups.cpu(), return_inverse=True)
     scores, labels = scores.cpu(), labels.cpu()
     ranks = _average_ranks(scores, inv)
@@ -109,7 +110,8 @@ def auc_score(scores: Tensor, labels: Tensor) -> float:
     return float(res.auc[0]) if res.auc.numel() else float('nan')
 
 
-def gauc_score(scores: Tensor, labels: Tensor, groups: Tensor, weight: str = 'samples') -> tuple[float, int, int]:
+def gauc_score(scores: Tensor, labels: Tensor, groups: Tensor,
+               weight: str = 'samples') -> tuple[float, int, int]:
     r"""Group AUC ``Σ_{u∈U*} w_u AUC_u / Σ_{u∈U*} w_u`` (MODELS.md §1.4).
 
     Args:

@@ -173,6 +173,7 @@ class Evaluator:
         RatingMetrics(clip)
 
     # ------------------------------------------------------------------ public API
+    @torch.no_grad()
     def __call__(self, score_fn: ScoreFn, data: HeteroData, exclude: Tensor | None = None, *,
                  domains: Sequence[str] | None = None,
                  return_rows: bool = False) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
@@ -190,11 +191,14 @@ class Evaluator:
                 all by default.
             return_rows (bool, optional): also return the per-row (per-user)
                 values as a :class:`pandas.DataFrame`. (default: :obj:`False`)
+
+        Scores are computed under :func:`torch.no_grad`.
         """
         ctx = _Context(data, exclude, domains, self.protocol)
         result: dict[str, float] = {}
         frames: list[pd.DataFrame] = []
-        run = {'sampled': self._sampled, 'full': self._full, 'ctr': self._ctr, 'rating': self._rating}[self.protocol]
+        run = {'sampled': self._sampled, 'full': self._full, 'ctr': self._ctr,
+               'rating': self._rating}[self.protocol]
         run(score_fn, ctx, result, frames)
         self._add_means(result, ctx)
         if return_rows:
@@ -230,7 +234,8 @@ class Evaluator:
         elif self.protocol == 'rating':
             extra = f', clip={self.clip}'
         ks = f', ks={self.ks}' if self.protocol in ('sampled', 'full') else ''
-        return f'{self.__class__.__name__}(protocol={self.protocol!r}{ks}{extra}, chunk_size={self.chunk_size})'
+        return (f'{self.__class__.__name__}(protocol={self.protocol!r}{ks}{extra}, '
+                f'chunk_size={self.chunk_size})')
 
     # ------------------------------------------------------------------ scoring helpers
     @staticmethod
@@ -240,8 +245,9 @@ class Evaluator:
             out = torch.as_tensor(out)
         out = out.detach()
         if out.numel() != users.numel():
-            raise ValueError(f'score_fn {_name_of(score_fn)} returned {out.numel()} scores for {users.numel()} '
-                             f'(user, item) pairs in domain {domain!r}; it must return float[P]')
+            raise ValueError(f'score_fn {_name_of(score_fn)} returned {out.numel()} scores for '
+                             f'{users.numel()} (user, item) pairs in domain {domain!r}; '
+                             'it must return float[P]')
         return out.reshape(-1).to('cpu', torch.float)
 
     @staticmethod
@@ -265,6 +271,8 @@ class Evaluator:
 
     @staticmethod
     def _check_finite(scores: Tensor, valid: Tensor | None, score_fn: ScoreFn, domain: str) -> None:
+        if valid is None and bool(torch.isfinite(scores.sum())):  # one cheap pass for the common case
+            return
         bad = ~torch.isfinite(scores)
         if valid is not None:
             bad &= valid
@@ -295,7 +303,8 @@ class Evaluator:
                 users, pos, cand = lab[0, chunk], lab[1, chunk], neg[chunk]
                 m = cand != PAD
                 items = torch.cat([pos.unsqueeze(1), torch.where(m, cand, pos.unsqueeze(1))], dim=1)
-                scores = self._score_pairs(score_fn, users.repeat_interleave(num_neg + 1), items.reshape(-1), name)
+                scores = self._score_pairs(score_fn, users.repeat_interleave(num_neg + 1),
+                                           items.reshape(-1), name)
                 scores = scores.view(-1, num_neg + 1)
                 self._check_finite(scores, torch.cat([torch.ones_like(m[:, :1]), m], dim=1), score_fn, name)
                 acc.update(scores[:, 0], scores[:, 1:], m)
@@ -307,6 +316,7 @@ class Evaluator:
             frame.insert(0, 'domain', name)
             frames.append(frame)
 
+    @torch.no_grad()
     def top_k(self, score_fn: ScoreFn, data: HeteroData, domain: str, exclude: Tensor | None = None,
               k: int | None = None) -> tuple[Tensor, Tensor]:
         r"""Full-ranking top-``k`` lists of the users with held-out items in ``domain``.
@@ -351,7 +361,8 @@ class Evaluator:
         if ctx.exclude_keys is not None:
             clash = torch.isin(keys, ctx.exclude_keys)
             if bool(clash.any()):
-                warnings.warn(f'Evaluator: exclude holds {int(clash.sum())} held-out pairs of domain {name!r}; '
+                warnings.warn(f'Evaluator: exclude holds {int(clash.sum())} held-out pairs of domain '
+                              f'{name!r}; '
                               'they are masked and can never be hit', stacklevel=3)
         ex_keys = ctx.exclusion_keys(k)
         ex_u, ex_i = ex_keys // num_items, ex_keys % num_items
@@ -404,8 +415,8 @@ class Evaluator:
         bad = (label != 0) & (label != 1)
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
-            raise ValueError(f'{_FIELD}.edge_label holds {int(bad.sum())} values other than 0/1 (e.g. row {i}: '
-                             f'{float(label[i])}); CTR needs binary labels: pass '
+            raise ValueError(f'{_FIELD}.edge_label holds {int(bad.sum())} values other than 0/1 '
+                             f'(e.g. row {i}: {float(label[i])}); CTR needs binary labels: pass '
                              'Evaluator(protocol="ctr", ctr_threshold=3) to binarise ratings')
         return label
 
@@ -451,7 +462,8 @@ class Evaluator:
                 frames: list[pd.DataFrame]) -> None:
         target = getattr(ctx.store, 'edge_label', None)
         if target is None:
-            raise ValueError(f'{_FIELD}.edge_label is missing: the rating protocol needs the held-out ratings '
+            raise ValueError(f'{_FIELD}.edge_label is missing: the rating protocol needs the held-out '
+                             'ratings '
                              '(build the graph with from_interactions(..., rating=...) before splitting)')
         lab = ctx.lab
         pooled = RatingMetrics(self.clip)
@@ -470,7 +482,8 @@ class Evaluator:
             result[f'mae/{name}'] = res['mae']
             result[f'rmse/{name}'] = res['rmse']
             err = acc.per_row()
-            frames.append(pd.DataFrame({'domain': name, 'user': lab[0, rows].numpy(), 'item': lab[1, rows].numpy(),
+            frames.append(pd.DataFrame({'domain': name, 'user': lab[0, rows].numpy(),
+                                        'item': lab[1, rows].numpy(),
                                         'target': target[rows].double().numpy(), 'error': err.numpy()}))
         if pooled._n:
             res = pooled.compute()
@@ -496,17 +509,21 @@ class _Context:
 
     def __init__(self, data: HeteroData, exclude: Tensor | None, domains: Sequence[str] | None,
                  protocol: str) -> None:
-        if not isinstance(data, HeteroData) or INTERACTS not in data.edge_types or ITEM not in data.node_types:
-            raise TypeError(f'Evaluator: expected a cdrgraph HeteroData with {INTERACTS} edges (a val/test graph '
+        if (not isinstance(data, HeteroData) or INTERACTS not in data.edge_types
+                or ITEM not in data.node_types):
+            raise TypeError(f'Evaluator: expected a cdrgraph HeteroData with {INTERACTS} edges '
+                            '(a val/test graph '
                             f'of a split transform), got {type(data).__name__}')
         self.store = data[INTERACTS]
         lab = getattr(self.store, 'edge_label_index', None)
         if lab is None:
-            raise ValueError(f'{_FIELD}.edge_label_index is missing: evaluate the val/test graph returned by a '
+            raise ValueError(f'{_FIELD}.edge_label_index is missing: evaluate the val/test graph '
+                             'returned by a '
                              'split transform (e.g. GivenSplit()(data)[2])')
         split_name = getattr(data, 'split_name', None)
         if split_name == 'train' and protocol in ('sampled', 'full'):
-            raise ValueError("Evaluator: data.split_name is 'train': its edge_label_index are training edges, "
+            raise ValueError("Evaluator: data.split_name is 'train': its edge_label_index are training "
+                             'edges, '
                              'which ranking protocols exclude; pass the val or test graph of the split')
         self.lab = lab.long().cpu()
         self.train_ei = self.store.edge_index.long().cpu()
@@ -535,7 +552,8 @@ class _Context:
                 raise ValueError(f'Evaluator: exclude must be long[2, E] (user, item) pairs, got shape '
                                  f'{tuple(exclude.shape)} and dtype {exclude.dtype}')
             exclude = exclude.long().cpu()
-            bad = (exclude[0] < 0) | (exclude[0] >= self.num_users) | (exclude[1] < 0) | (exclude[1] >= self.num_items)
+            bad = ((exclude[0] < 0) | (exclude[0] >= self.num_users)
+                   | (exclude[1] < 0) | (exclude[1] >= self.num_items))
             if bool(bad.any()):
                 raise ValueError(f'Evaluator: exclude holds {int(bad.sum())} pairs outside the graph '
                                  f'({self.num_users} users, {self.num_items} items)')
@@ -552,7 +570,8 @@ class _Context:
         return self.neg
 
     def exclusion_keys(self, k: int) -> Tensor:
-        r"""Sorted unique keys ``user * num_items + item`` of the training edges (+ exclude) of domain ``k``."""
+        r"""Sorted unique keys ``user * num_items + item`` of the training edges (+ exclude)
+        of domain ``k``."""
         ei = self.train_ei
         keys = ei[0, self.item_dom[ei[1]] == k] * self.num_items + ei[1, self.item_dom[ei[1]] == k]
         if self.exclude_keys is not None:

@@ -55,7 +55,8 @@ def _check_k(k: int) -> None:
 
 
 # --------------------------------------------------------------------------- sampled ranking
-def ranks_from_scores(pos: Tensor, neg: Tensor, mask: Tensor | None = None, ties: str = 'pessimistic') -> Tensor:
+def ranks_from_scores(pos: Tensor, neg: Tensor, mask: Tensor | None = None,
+                      ties: str = 'pessimistic') -> Tensor:
     r"""0-based rank of each positive among its row's candidates (MODELS.md §1.2).
 
     ``rank = #{j : s⁻_j > s⁺} + t·#{j : s⁻_j = s⁺}`` with ``t = 1``
@@ -86,7 +87,8 @@ def ranks_from_scores(pos: Tensor, neg: Tensor, mask: Tensor | None = None, ties
     equal = neg == p
     if mask is not None:
         if mask.shape != neg.shape:
-            raise ValueError(f'ranks_from_scores: mask shape {tuple(mask.shape)} differs from neg {tuple(neg.shape)}')
+            raise ValueError(f'ranks_from_scores: mask shape {tuple(mask.shape)} differs from neg '
+                             f'{tuple(neg.shape)}')
         greater = greater & mask
         equal = equal & mask
     rank = greater.sum(1).to(torch.float)
@@ -153,11 +155,15 @@ def topk_items(scores: Tensor, k: int, item_index: Tensor | None = None) -> Tens
     k_eff = min(k, num_cols)
     if num_rows == 0 or k_eff == 0:
         return out
-    vals, idx = scores.topk(k_eff, dim=1)
-    thr = vals[:, -1:]
-    # rows whose k-th value is shared by items outside the list: pick the lowest columns among the ties
-    ambiguous = (scores >= thr).sum(1) > k_eff
-    if bool(ambiguous.any()):
+    # one extra entry tells whether the k-th value is shared by an item outside the list
+    vals, idx = scores.topk(min(k_eff + 1, num_cols), dim=1)
+    thr = vals[:, k_eff - 1:k_eff]
+    if vals.size(1) > k_eff:
+        ambiguous = vals[:, k_eff] == vals[:, k_eff - 1]
+        vals, idx = vals[:, :k_eff], idx[:, :k_eff]
+    else:
+        ambiguous = torch.zeros(num_rows, dtype=torch.bool, device=scores.device)
+    if bool(ambiguous.any()):  # pick the lowest columns among the tied values
         rows = ambiguous.nonzero().view(-1)
         sub = scores[rows]
         t = thr[rows]

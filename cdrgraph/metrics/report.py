@@ -23,7 +23,8 @@ def higher_is_better(metric: str) -> bool:
 def _split_key(key: str) -> tuple[str, str]:
     metric, sep, dom = key.rpartition('/')
     if not sep or not metric or not dom:
-        raise ValueError(f"summarize: result key {key!r} is not '<metric>/<domain>' or '<metric>@<k>/<domain>'")
+        raise ValueError(f"summarize: result key {key!r} is not '<metric>/<domain>' or "
+                         "'<metric>@<k>/<domain>'")
     return metric, dom
 
 
@@ -136,7 +137,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     header = [index_name] + _flat_columns(df)
     lines = ['| ' + ' | '.join(_escape(h) for h in header) + ' |',
              '|' + '|'.join(['---'] + ['---:'] * (len(header) - 1)) + '|']
-    for idx, row in zip(df.index, df.itertuples(index=False)):
+    for idx, row in zip(df.index, df.itertuples(index=False), strict=True):
         lines.append('| ' + ' | '.join(_escape(v) for v in (idx, *row)) + ' |')
     return '\n'.join(lines) + '\n'
 

@@ -75,7 +75,8 @@ class CDRModel(torch.nn.Module):
         zu = z_dict[USER]
         if zu.dim() == 3:
             if domain is None:
-                raise ValueError(f'{self.__class__.__name__}.score needs `domain` for per-domain user vectors')
+                raise ValueError(f'{self.__class__.__name__}.score needs `domain` for per-domain user '
+                                 'vectors')
             u = zu[user_index, domain]
         else:
             u = zu[user_index]
@@ -122,7 +123,8 @@ class CDRModel(torch.nn.Module):
 
     def _check_stage(self, stage: str) -> None:
         if stage not in self.stages:
-            raise ValueError(f"{self.__class__.__name__} has no stage {stage!r}; its stages are {self.stages}")
+            raise ValueError(f"{self.__class__.__name__} has no stage {stage!r}; its stages are "
+                             f"{self.stages}")
 
     # ------------------------------------------------------------- inference
     def score_matrix(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
@@ -186,7 +188,8 @@ class CDRModel(torch.nn.Module):
         for nt in (USER, ITEM):
             nid = batch.n_id.get(nt) if batch.n_id else None
             n = int(graph[nt].num_nodes)
-            if nid is not None and not (nid.numel() == n and torch.equal(nid, torch.arange(n, device=nid.device))):
+            if nid is not None and not (nid.numel() == n and
+                                        torch.equal(nid, torch.arange(n, device=nid.device))):
                 raise ValueError(f'{self.__class__.__name__}.recommend needs a full-graph batch '
                                  f'(n_id[{nt!r}] must be the identity); use CDRBatch.full(train_data)')
         if z_dict is None:

@@ -17,7 +17,8 @@ __all__ = ['BPRMF']
 def check_ids(model: torch.nn.Module, nid: Tensor, num: int, node_type: str) -> None:
     r"""Raise a clear error when a batch refers to a node the model's table lacks."""
     if nid.numel() and int(nid.max()) >= num:
-        raise ValueError(f'{model.__class__.__name__}: the batch holds {node_type} id {int(nid.max())} but the '
+        raise ValueError(f'{model.__class__.__name__}: the batch holds {node_type} id {int(nid.max())} '
+                         'but the '
                          f'model has {num} {node_type} rows; build it with '
                          f'{model.__class__.__name__}.from_data(train_data) on the same graph')
 

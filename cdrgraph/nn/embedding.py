@@ -109,7 +109,9 @@ class DomainEmbedding(torch.nn.Module):
         parts = []
         if self.shared is not None:
             s = self.shared(index)
-            parts.append(s if domain is not None else s.unsqueeze(-2).expand(*index.shape, self.num_domains, -1))
+            if domain is None:
+                s = s.unsqueeze(-2).expand(*index.shape, self.num_domains, -1)
+            parts.append(s)
         if self.specific is not None:
             parts.append(self.specific_embedding(index, domain))
         if len(parts) == 1:

@@ -71,7 +71,8 @@ def info_nce_loss(a: Tensor, b: Tensor, temperature: float = 0.2, symmetric: boo
     r"""InfoNCE between paired views: ``S_xy = cos(a_x, b_y) / τ``,
     ``½ [CE(S, diag) + CE(Sᵀ, diag)]`` (only ``CE(S, diag)`` when not symmetric)."""
     if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f'info_nce_loss: views must both be [B, h], got {tuple(a.shape)} and {tuple(b.shape)}')
+        raise ValueError(f'info_nce_loss: views must both be [B, h], got {tuple(a.shape)} and '
+                         f'{tuple(b.shape)}')
     sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t() / temperature
     target = torch.arange(a.size(0), device=a.device)
     loss = F.cross_entropy(sim, target)

@@ -95,7 +95,7 @@ def fake_graph(case: str = 'overlap', seed: int = 0) -> HeteroData:
     names, num_items, users, offsets = _SPECS[case]
     rng = np.random.default_rng(seed)
     rows = []
-    for k, (n, us, off) in enumerate(zip(num_items, users, offsets)):
+    for k, (n, us, off) in enumerate(zip(num_items, users, offsets, strict=True)):
         perm = rng.permutation(n)
         step = _step(n)
         for j, u in enumerate(us):

@@ -283,7 +283,8 @@ def split_by_index(data: HeteroData, train_idx: Tensor, val_idx: Tensor, test_id
         in_train = torch.isin(edge, train_idx)
         dropped_lists = int(in_train.sum())
         if dropped_lists:
-            warnings.warn(f'{who}: {dropped_lists} shipped negative lists (data.fixed_neg) belong to edges that '
+            warnings.warn(f'{who}: {dropped_lists} shipped negative lists (data.fixed_neg) belong '
+                          'to edges that '
                           'are training edges of this split; they are dropped (count in '
                           'data.num_dropped_fixed_neg)', stacklevel=4)
         base.num_dropped_fixed_neg = dropped_lists

@@ -133,7 +133,8 @@ class ColdStartSplit(BaseTransform):
                 'source_domain': s, 'target_domain': t, 'history_before_target': self.history_before_target}
         if self.compat == 'ptupcdr_paper':
             meta['select_on'] = 'test_min'
-            warnings.warn("ColdStartSplit(compat='ptupcdr_paper'): no validation users; results are selected on "
+            warnings.warn("ColdStartSplit(compat='ptupcdr_paper'): no validation users; results are "
+                          "selected on "
                           'test (select_on=test_min) and must be labelled as such', stacklevel=3)
         return split_by_index(data, train_mask.nonzero().view(-1), val_mask.nonzero().view(-1),
                               test_mask.nonzero().view(-1), meta, 'ColdStartSplit')

@@ -85,7 +85,8 @@ class EvalCandidates(BaseTransform):
                 raise ValueError(f"EvalCandidates: a single graph must be a 'val' or 'test' split graph "
                                  f"(data.split_name), got {name!r}; or pass the (train, val, test) tuple")
             return self._fill(data, [data[INTERACTS].edge_label_index])
-        if isinstance(data, (tuple, list)) and len(data) == 3 and all(isinstance(d, HeteroData) for d in data):
+        if isinstance(data, (tuple, list)) and len(data) == 3 \
+                and all(isinstance(d, HeteroData) for d in data):
             train, val, test = data
             check_same_base(data, 'EvalCandidates')
             held = [d[INTERACTS].edge_label_index for d in (val, test)
@@ -104,10 +105,9 @@ class EvalCandidates(BaseTransform):
         store = data[INTERACTS]
         lab = getattr(store, 'edge_label_index', None)
         if lab is None:
-            raise ValueError(f"EvalCandidates: the '{name}' graph has no interacts.edge_label_index; apply a split "
-                             'transform first')
+            raise ValueError(f"EvalCandidates: the '{name}' graph has no interacts.edge_label_index; "
+                             'apply a split transform first')
         names = domain_names(data)
-        num_items = int(data[ITEM].num_nodes)
         dom = data[ITEM].domain
         train_ei = store.edge_index
         held_ei = torch.cat(held, dim=1) if held else lab
@@ -141,11 +141,12 @@ class EvalCandidates(BaseTransform):
         total_short = sum(short.values())
         if total_short:
             warnings.warn(f"EvalCandidates: {total_short} '{name}' rows have fewer than {self.num_negatives} "
-                          f'candidate negatives (pool too small; per domain {short}); they hold the whole pool '
-                          'padded with -1 (data.num_short_rows)', stacklevel=4)
+                          f'candidate negatives (pool too small; per domain {short}); they hold the '
+                          'whole pool padded with -1 (data.num_short_rows)', stacklevel=4)
         if fixed is not None and sampled_rows:
-            warnings.warn(f"EvalCandidates: {sampled_rows} '{name}' rows have no shipped list and were sampled "
-                          f'with {self.num_negatives} negatives (data.num_fixed_neg_sampled_rows)', stacklevel=4)
+            warnings.warn(f"EvalCandidates: {sampled_rows} '{name}' rows have no shipped list and "
+                          f'were sampled with {self.num_negatives} negatives '
+                          '(data.num_fixed_neg_sampled_rows)', stacklevel=4)
 
         out = copy.copy(data)
         out[INTERACTS].edge_label_neg = out_neg
@@ -171,27 +172,32 @@ class EvalCandidates(BaseTransform):
         bad = valid & ((lists < 0) | (lists >= num_items))
         if bad.any():
             r = int(bad.any(1).nonzero()[0])
-            raise ValueError(f'EvalCandidates: {field} has {int(bad.sum())} item ids outside [0, {num_items}) '
+            raise ValueError(f'EvalCandidates: {field} has {int(bad.sum())} item ids outside [0, '
+                             f'{num_items}) '
                              f'(e.g. row {int(rows[r])}); shipped lists must hold global item node ids')
         safe = lists.clamp(min=0)
         wrong = valid & (dom[safe] != dom[lab[1]].unsqueeze(1))
         if wrong.any():
             r = int(wrong.any(1).nonzero()[0])
-            raise ValueError(f'EvalCandidates: {field} has {int(wrong.sum())} negatives from another domain than '
+            raise ValueError(f'EvalCandidates: {field} has {int(wrong.sum())} negatives from '
+                             'another domain than '
                              f'their positive (e.g. row {int(rows[r])}, user {int(lab[0, r])})')
         srt = torch.sort(torch.where(valid, lists, torch.full_like(lists, -2)), dim=1).values
         dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
         if dup.any():
             r = int(dup.any(1).nonzero()[0])
-            raise ValueError(f'EvalCandidates: {field} has {int(dup.any(1).sum())} rows with duplicate negatives '
+            raise ValueError(f'EvalCandidates: {field} has {int(dup.any(1).sum())} rows with '
+                             'duplicate negatives '
                              f'(e.g. row {int(rows[r])}, user {int(lab[0, r])})')
         train_keys = torch.unique(data[INTERACTS].edge_index[0] * num_items + data[INTERACTS].edge_index[1])
         keys = lab[0].unsqueeze(1) * num_items + safe
         hit = valid & torch.isin(keys, train_keys)
         if hit.any():
             r = int(hit.any(1).nonzero()[0])
-            raise ValueError(f'EvalCandidates: {field} has {int(hit.sum())} negatives that are training items of '
-                             f'their user (e.g. row {int(rows[r])}, user {int(lab[0, r])}); the shipped lists do '
+            raise ValueError(f'EvalCandidates: {field} has {int(hit.sum())} negatives that are '
+                             'training items of '
+                             f'their user (e.g. row {int(rows[r])}, user {int(lab[0, r])}); the '
+                             'shipped lists do '
                              'not match this split')
         is_pos = valid & (lists == lab[1].unsqueeze(1))
         pos_rows = is_pos.any(1)
@@ -200,7 +206,8 @@ class EvalCandidates(BaseTransform):
             if in_k.any():
                 cleaned[dname] = int((pos_rows & in_k).sum())
         if pos_rows.any():
-            what = 'kept (compat_keep_positive=True)' if self.compat_keep_positive else 'removed from its list'
+            what = ('kept (compat_keep_positive=True)' if self.compat_keep_positive
+                    else 'removed from its list')
             warnings.warn(f'EvalCandidates: {int(pos_rows.sum())} {field} rows hold their own positive '
                           f'(per domain {cleaned}); the positive is {what} (data.num_fixed_neg_cleaned)',
                           stacklevel=5)
@@ -291,8 +298,8 @@ class EvalCandidates(BaseTransform):
         lengths = end - start
         if int(lengths.sum()):
             row = torch.repeat_interleave(torch.arange(users.numel()), lengths)
-            offs = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths,
-                                                                              lengths)
+            starts = torch.cumsum(lengths, 0) - lengths
+            offs = torch.arange(int(lengths.sum())) - torch.repeat_interleave(starts, lengths)
             col = forb[torch.repeat_interleave(start, lengths) + offs] % size
             scores[row, col] = -1.0
         val, idx = torch.topk(scores, width, dim=1)

@@ -38,8 +38,10 @@ class GivenSplit(BaseTransform):
             raise TypeError(f'GivenSplit expects a HeteroData, got {type(data).__name__}')
         split = getattr(data[INTERACTS], 'split', None)
         if split is None:
-            raise ValueError(f"GivenSplit: data[{INTERACTS}].split is missing; the dataset has no given split. "
-                             "Build it with from_interactions(..., split='<column>') or use LeaveOneOut/RatioSplit")
+            raise ValueError(f"GivenSplit: data[{INTERACTS}].split is missing; the dataset has no "
+                             "given split. "
+                             "Build it with from_interactions(..., split='<column>') or use "
+                             "LeaveOneOut/RatioSplit")
         bad = (split != TRAIN) & (split != VAL) & (split != TEST)
         if bad.any():
             pos = int(bad.nonzero()[0])

@@ -59,7 +59,8 @@ class RatioSplit(BaseTransform):
             raise ValueError(f'RatioSplit: order must be one of {ORDERS}, got {order!r}')
         parts = 1 + (ratios[1] > 0) + (ratios[2] > 0)
         if int(min_interactions) < parts:
-            raise ValueError(f'RatioSplit: min_interactions={min_interactions} is below {parts}, the number of '
+            raise ValueError(f'RatioSplit: min_interactions={min_interactions} is below {parts}, '
+                             'the number of '
                              'non-empty parts; a split group needs one interaction per part')
         self.train, self.val, self.test = ratios
         self.order = order

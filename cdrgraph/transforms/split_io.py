@@ -144,10 +144,11 @@ def save_split(path: str, splits: Sequence[HeteroData], manifest: Mapping[str, A
         'rule': str(getattr(train, 'split_rule', 'unknown')),
         'seed': _jsonable(getattr(train, 'split_seed', None)),
         'input_checksum': getattr(train, 'input_checksum', None),
-        'candidates_rule': {n: getattr(s, 'candidates_rule', None) for n, s in zip(NAMES, splits)},
+        'candidates_rule': {n: getattr(s, 'candidates_rule', None)
+                            for n, s in zip(NAMES, splits, strict=True)},
         'counts': {}, 'candidates_checksum': {}, 'files': {},
     }
-    for name, data in zip(NAMES, splits):
+    for name, data in zip(NAMES, splits, strict=True):
         validate(data, check_eval=not _keeps_positive(data))
         file = osp.join(path, f'{name}.pt')
         obj = _graph_to_dict(data)
@@ -186,14 +187,16 @@ def load_split(path: str, expected_checksum: str | None = None) -> tuple[HeteroD
     """
     man_path = osp.join(path, MANIFEST)
     if not osp.exists(man_path):
-        raise FileNotFoundError(f'load_split: {man_path} not found; write splits with save_split(path, splits)')
+        raise FileNotFoundError(f'load_split: {man_path} not found; write splits with '
+                                'save_split(path, splits)')
     with open(man_path) as f:
         man = json.load(f)
     if man.get('format') != FORMAT:
         raise ValueError(f"load_split: {man_path}: unknown format {man.get('format')!r}, expected {FORMAT!r}")
     if expected_checksum is not None and man.get('input_checksum') != expected_checksum:
         raise SplitChecksumError(
-            f"load_split: {man_path}: input_checksum {man.get('input_checksum')!r} does not match the expected "
+            f"load_split: {man_path}: input_checksum {man.get('input_checksum')!r} does not match "
+            "the expected "
             f'{expected_checksum!r}; the split was made from different input edges — re-create it with the '
             'split transform on the current data')
     out = []
@@ -209,7 +212,8 @@ def load_split(path: str, expected_checksum: str | None = None) -> tuple[HeteroD
         data = _dict_to_graph(torch.load(file, weights_only=True))
         cs = _candidates_checksum(data)
         if cs != man['candidates_checksum'].get(name):
-            raise SplitChecksumError(f"load_split: {file}: checksum of the candidate lists {cs} does not match "
+            raise SplitChecksumError(f"load_split: {file}: checksum of the candidate lists {cs} "
+                                     "does not match "
                                      f"the manifest ({man['candidates_checksum'].get(name)})")
         validate(data, check_eval=not _keeps_positive(data))
         out.append(data)

@@ -54,7 +54,8 @@ class ValidFromTrain(BaseTransform):
         check_same_base((train, val, test), 'ValidFromTrain')
         num_val = val[INTERACTS].edge_label_index.size(1) if 'edge_label_index' in val[INTERACTS] else 0
         if num_val:
-            raise ValueError(f'ValidFromTrain: the validation graph already has {num_val} rows; this transform '
+            raise ValueError(f'ValidFromTrain: the validation graph already has {num_val} rows; '
+                             'this transform '
                              'only creates validation data for splits without any')
         ei = train[INTERACTS].edge_index
         g = make_generator('ValidFromTrain', self.seed)
@@ -75,8 +76,9 @@ class ValidFromTrain(BaseTransform):
         labels: dict[str, Any] = {k: tstore[k] for k in ('edge_label_index', 'edge_label', 'edge_label_time')
                                   if k in tstore}
         if 'edge_label_neg' in tstore:
-            warnings.warn('ValidFromTrain: the test candidate lists (edge_label_neg) were computed on the old '
-                          'training edges and are dropped; run EvalCandidates after ValidFromTrain', stacklevel=3)
+            warnings.warn('ValidFromTrain: the test candidate lists (edge_label_neg) were computed on the '
+                          'old training edges and are dropped; run EvalCandidates after ValidFromTrain',
+                          stacklevel=3)
         for key in ('fixed_neg',):
             if getattr(test, key, None) is not None:
                 labels[key] = getattr(test, key)

@@ -125,6 +125,9 @@ def test_missing_file_lists_files_and_where(tmp_path):
     assert no_cache(root)
 
 
+NEG_A = 'a_b/test_neg_bitgcf.txt'
+
+
 @pytest.mark.parametrize('file,lines,match', [
     ('a_b/train.txt', ['0\t0\t1', '0\t1'], r'a_b/train.txt, line 2: expected 3 fields'),
     ('a_b/train.txt', ['0\t0\t1', 'u7\t1\t1'], r"a_b/train.txt, line 2: field 'user' must be an integer"),
@@ -136,12 +139,12 @@ def test_missing_file_lists_files_and_where(tmp_path):
     ('a_b/test.txt', ['0\t2\t1', '1\t3\t1'], r'a_b/test.txt, line 2: test.txt must hold exactly the rows'),
     ('a_b/test.txt', [], r'a_b/test.txt: the file holds no interactions'),
     ('a_b/test_original.txt', ['0\t1\t1', '1\t3\t1'], r'a_b/test_original.txt, line 1: held-out pair'),
-    ('a_b/test_neg_bitgcf.txt', ['(1, 3)\t0', '(0, 2)\t3'], r'a_b/test_neg_bitgcf.txt, line 1: \(user, pos_item\)'),
-    ('a_b/test_neg_bitgcf.txt', ['(0, 2)\t3', '(1, 3)\t99'], r'line 2: negative item 99 does not occur'),
-    ('a_b/test_neg_bitgcf.txt', ['(0, 2)\t3', '1, 3\t0'], r"line 2: first field must be '\(user, pos_item\)'"),
-    ('a_b/test_neg_bitgcf.txt', ['(0, 2)\t3\t1', '(1, 3)\t0'], r'line 2: 1 negatives, but earlier lines have 2'),
-    ('a_b/test_neg_bitgcf.txt', ['(0, 2)\t3', '(1, 3)\tx'], r"line 2: negative item ids must be integers, got 'x'"),
-    ('b_a/test_neg_bitgcf.txt', ['(0, 6)\t7'], r'b_a/test_neg_bitgcf.txt: 1 rows, but .*test_original.txt has 2'),
+    (NEG_A, ['(1, 3)\t0', '(0, 2)\t3'], r'a_b/test_neg_bitgcf.txt, line 1: \(user, pos_item\)'),
+    (NEG_A, ['(0, 2)\t3', '(1, 3)\t99'], r'line 2: negative item 99 does not occur'),
+    (NEG_A, ['(0, 2)\t3', '1, 3\t0'], r"line 2: first field must be '\(user, pos_item\)'"),
+    (NEG_A, ['(0, 2)\t3\t1', '(1, 3)\t0'], r'line 2: 1 negatives, but earlier lines have 2'),
+    (NEG_A, ['(0, 2)\t3', '(1, 3)\tx'], r"line 2: negative item ids must be integers, got 'x'"),
+    ('b_a/test_neg_bitgcf.txt', ['(0, 6)\t7'], r'b_a/test_neg_bitgcf.txt: 1 rows, but .*original.txt has'),
 ])
 def test_bad_input_names_file_and_line_and_leaves_no_cache(tmp_path, file, lines, match):
     raw = str(tmp_path / 'raw')
@@ -157,7 +160,8 @@ def test_bad_input_names_file_and_line_and_leaves_no_cache(tmp_path, file, lines
 
 
 # ------------------------------------------------------------------ real data
-PAIRS = {  # README statistics: (users, train items, train inter., test.txt rows, test_original rows) per domain
+# README statistics: users, then per domain (train items, train inter., test.txt rows, test_original rows)
+PAIRS = {
     'sport_cloth': (9928, [(30796, 92612, 8326, 9928), (39008, 87829, 7540, 9928)]),
     'phone_electronic': (3325, [(17709, 50407, 2559, 3325), (38706, 115554, 2560, 3325)]),
     'sport_phone': (4998, [(20845, 50558, 3698, 4998), (13655, 42446, 3999, 4998)]),
@@ -171,7 +175,8 @@ def amazon_root(tmp_path_factory):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize('pair', list(PAIRS))
+@pytest.mark.parametrize('pair', [pytest.param(p, marks=pytest.mark.slow) if p == 'electronic_cloth' else p
+                                  for p in PAIRS])
 def test_real_pairs_match_readme(shared_data, amazon_root, pair):
     ds = AmazonCDR(amazon_root, pair=pair, raw_dir=osp.join(shared_data, 'amazon-disencdr'))
     data = ds[0]

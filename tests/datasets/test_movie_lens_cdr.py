@@ -95,7 +95,8 @@ def test_bad_input(tmp_path, raw):
     bad.mkdir()
     write(str(bad / 'ml-1m.inter'), ML1M)
     write(str(bad / 'ml-100k.inter'), ML100K[:2] + [('100k_3', 'Heat (1995)', 'high', 9)])
-    with pytest.raises(DataFormatError, match=r"ml-100k\.inter, line 4: field 'rating' must be a number, got 'high'"):
+    with pytest.raises(DataFormatError,
+                       match=r"ml-100k\.inter, line 4: field 'rating' must be a number, got 'high'"):
         MovieLensCDR(str(tmp_path), raw_dir=str(bad))
     write(str(bad / 'ml-100k.inter'), ML100K[:2] + [('100k_3', 'Heat (1995)', 4, 9, 'x')])
     with pytest.raises(DataFormatError, match=r'ml-100k\.inter, line 4: expected 4 fields'):

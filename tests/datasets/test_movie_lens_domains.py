@@ -96,7 +96,8 @@ def test_genre_domains_choice_and_require_all(tmp_path, raw):
     assert list(ds.id_maps['item']) == ['Drama/C (2001)', 'Action/A (1990)']
     # users: 1m_1 (A, C), 1m_2 (A), 1m_3 (A, C), 1m_4 (A)
     assert ds[0]['user'].num_nodes == 4
-    all_ds = MovieLensDomains(str(tmp_path), raw_dir=raw, domains=('Drama', 'Action'), require_all_domains=True)
+    all_ds = MovieLensDomains(str(tmp_path), raw_dir=raw, domains=('Drama', 'Action'),
+                              require_all_domains=True)
     assert all_ds.name != ds.name
     assert list(all_ds.id_maps['user']) == ['1m_1', '1m_3']
     data = all_ds[0]
@@ -212,7 +213,8 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize('row, message', [
     (('1m_1', 'B (1995)', '3', '200', 'extra'), r'ml-1m\.inter, line 3: expected 4 fields'),
-    (('1m_1', 'B (1995)', 'three', '200'), r"ml-1m\.inter, line 3: field 'rating' must be a number, got 'three'"),
+    (('1m_1', 'B (1995)', 'three', '200'),
+     r"ml-1m\.inter, line 3: field 'rating' must be a number, got 'three'"),
     (('1m_1', 'B (1995)', '3'), r'ml-1m\.inter, line 3: expected 4 tab-separated fields'),
     (('1m_1', '', '3', '200'), r"ml-1m\.inter, line 3: field 'item' is empty"),
     (('1m_1', 'B (1995)', '7', '200'), r"ml-1m\.inter, line 3: field 'rating' = 7\.0 is outside \[1, 5\]"),
@@ -224,7 +226,8 @@ def test_malformed_rows(tmp_path, row, message):
     with pytest.raises(DataFormatError, match=message):
         MovieLensDomains(str(tmp_path), raw_dir=raw)
     # processing is atomic: nothing half-written stays behind
-    assert not any(f.endswith('.pt') and 'movielens' in f for f in os.listdir(osp.join(str(tmp_path), 'processed')))
+    left = os.listdir(osp.join(str(tmp_path), 'processed'))
+    assert not any(f.endswith('.pt') and 'movielens' in f for f in left)
 
 
 def test_bad_side_files(tmp_path):

@@ -28,7 +28,8 @@ def hand_graph():
 @pytest.fixture
 def random_graph():
     r"""Factory of random multi-domain graphs (deduplicated) built with from_interactions."""
-    def make(num_users: int = 60, items=(30, 12, 5), num_edges: int = 600, seed: int = 0, rating: bool = False):
+    def make(num_users: int = 60, items=(30, 12, 5), num_edges: int = 600, seed: int = 0,
+             rating: bool = False):
         rng = np.random.default_rng(seed)
         dom = rng.integers(0, len(items), num_edges)
         sizes = np.asarray(items)

@@ -12,7 +12,7 @@ from cdrgraph.loader.negative_sampler import NegativeSampler
 
 def _positives(data) -> set[tuple[int, int]]:
     ei = data['user', 'interacts', 'item'].edge_index
-    return set(zip(ei[0].tolist(), ei[1].tolist()))
+    return set(zip(ei[0].tolist(), ei[1].tolist(), strict=True))
 
 
 def test_negatives_property_many_draws(random_graph):
@@ -27,7 +27,7 @@ def test_negatives_property_many_draws(random_graph):
     neg = sampler.sample(users, domains, num_negatives=7)
     assert neg.shape == (users.numel(), 7) and neg.dtype == torch.long
     assert (dom[neg] == domains.unsqueeze(1)).all()                   # always the positive's domain
-    for u, row in zip(users.tolist(), neg.tolist()):
+    for u, row in zip(users.tolist(), neg.tolist(), strict=True):
         for i in row:
             assert (u, i) not in pos and i in trained                   # never a training positive
     assert not sampler.is_excluded(users.unsqueeze(1).expand_as(neg), neg).any()
@@ -36,7 +36,8 @@ def test_negatives_property_many_draws(random_graph):
 def test_exact_and_uniform_on_hand_graph(hand_graph):
     sampler = NegativeSampler(hand_graph, seed=0)
     # domain a = items 0..3: u0 has 0,1,2 -> only 3 valid; u1 has 0 -> 1,2,3 valid
-    assert sampler.sample(torch.zeros(500, dtype=torch.long), torch.zeros(500, dtype=torch.long), 3).eq(3).all()
+    zeros = torch.zeros(500, dtype=torch.long)
+    assert sampler.sample(zeros, zeros, 3).eq(3).all()
     neg = sampler.sample(torch.ones(30000, dtype=torch.long), torch.zeros(30000, dtype=torch.long), 1)
     counts = torch.bincount(neg.view(-1), minlength=4)
     assert counts[0] == 0
@@ -81,7 +82,8 @@ def test_error_when_user_saw_every_item(hand_graph):
 def test_extra_positive_is_excluded(hand_graph):
     # u1 in domain a: valid 1, 2, 3; mark 1 and 3 as extra positives -> only 2 remains
     sampler = NegativeSampler(hand_graph, extra_positive=torch.tensor([[1, 1], [1, 3]]))
-    assert sampler.sample(torch.ones(200, dtype=torch.long), torch.zeros(200, dtype=torch.long), 2).eq(2).all()
+    ones = torch.ones(200, dtype=torch.long)
+    assert sampler.sample(ones, ones - 1, 2).eq(2).all()
     with pytest.raises(ValueError, match=r'long\[2, E\]'):
         NegativeSampler(hand_graph, extra_positive=torch.tensor([1, 2, 3]))
 

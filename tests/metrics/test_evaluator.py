@@ -290,7 +290,8 @@ def test_full_memory_is_bounded_by_chunk_size():
 
 def test_random_scores_sampled_hr_close_to_chance():
     data, _, gen = _random_split(4, num_users=300, sizes=(40,), num_neg=9)
-    out = Evaluator('sampled', ks=(1,), ties='average')(lambda u, i: torch.rand(u.numel(), generator=gen), data)
+    ev = Evaluator('sampled', ks=(1,), ties='average')
+    out = ev(lambda u, i: torch.rand(u.numel(), generator=gen), data)
     n = out['num_rows/D0']
     assert abs(out['hr@1/D0'] - 0.1) < 5 * math.sqrt(0.09 / n)
 
@@ -302,7 +303,8 @@ def test_ctr_implicit_positives_plus_negatives(test_data):
     # B positives (u0,b1)=.8, (u2,b0)=.2; negatives (u0,b2)=.3, (u0,b3)=.4, (u2,b1)=.5
     assert out['auc/B'] == pytest.approx(0.5)
     assert out['gauc/B'] == pytest.approx(3 / 5)  # u0 AUC 1 (3 samples), u2 AUC 0 (2 samples)
-    assert out['logloss/B'] == pytest.approx(-sum(math.log(p) for p in (0.8, 0.2, 0.7, 0.6, 0.5)) / 5, rel=1e-5)
+    expected = -sum(math.log(p) for p in (0.8, 0.2, 0.7, 0.6, 0.5)) / 5
+    assert out['logloss/B'] == pytest.approx(expected, rel=1e-5)
     assert out['num_rows/B'] == 2 and out['num_samples/B'] == 5
     assert (out['num_gauc_users/B'], out['num_gauc_excluded/B']) == (2, 0)
     assert 'auc/A' not in out and out['auc/all'] == pytest.approx(0.5) and out['auc/mean'] == out['auc/B']
@@ -351,7 +353,8 @@ def test_per_row_and_to_frame(test_data):
     data, _ = test_data
     ev = Evaluator('sampled', ks=(1, 2))
     rows = ev.per_row(score, data)
-    assert rows[['domain', 'user', 'item']].values.tolist() == [['A', 0, 2], ['A', 1, 3], ['B', 0, 7], ['B', 2, 6]]
+    keys = rows[['domain', 'user', 'item']].values.tolist()
+    assert keys == [['A', 0, 2], ['A', 1, 3], ['B', 0, 7], ['B', 2, 6]]
     assert rows['rank'].tolist() == [1.0, 2.0, 0.0, 1.0]
     full_rows = Evaluator('full', ks=(3,)).per_row(score, data)
     assert full_rows.loc[full_rows.domain == 'A', 'hr@3'].tolist() == [1.0, 1.0, 0.0]

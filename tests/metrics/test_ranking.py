@@ -2,7 +2,13 @@ import math
 
 import pytest
 import torch
-from torch_geometric.metrics import LinkPredHitRatio, LinkPredMRR, LinkPredNDCG, LinkPredPrecision, LinkPredRecall
+from torch_geometric.metrics import (
+    LinkPredHitRatio,
+    LinkPredMRR,
+    LinkPredNDCG,
+    LinkPredPrecision,
+    LinkPredRecall,
+)
 
 from cdrgraph.metrics.ranking import (
     RankingMetrics,

@@ -51,7 +51,8 @@ def test_higher_is_better():
 
 
 def test_to_markdown_and_csv(tmp_path):
-    df = summarize({'SMF': [{'hr@10/S': 0.5}], 'CMF': [{'hr@10/S': 0.25}]}, baseline={'CMF': 'SMF'}, precision=2)
+    df = summarize({'SMF': [{'hr@10/S': 0.5}], 'CMF': [{'hr@10/S': 0.25}]}, baseline={'CMF': 'SMF'},
+                   precision=2)
     assert to_markdown(df) == ('| model | hr@10/S |\n'
                                '|---|---:|\n'
                                '| SMF | 0.50 ± 0.00 |\n'

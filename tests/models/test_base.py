@@ -46,7 +46,8 @@ def graph():
 def brute_force(scores, users, cand, k, exclude):
     out = []
     for r, u in enumerate(users.tolist()):
-        allowed = [(-scores[r, j].item(), int(c)) for j, c in enumerate(cand.tolist()) if (u, int(c)) not in exclude]
+        allowed = [(-scores[r, j].item(), int(c)) for j, c in enumerate(cand.tolist())
+                   if (u, int(c)) not in exclude]
         allowed.sort()
         row = [c for _, c in allowed[:k]]
         out.append(row + [PAD] * (k - len(row)))
@@ -90,11 +91,13 @@ def test_recommend_matches_brute_force(graph, cls):
         cand = (dom == d).nonzero().view(-1)
         k = cand.numel()
         top = m.recommend(batch, users, domain=d, k=k)
-        scores = torch.stack([m.score(m.encode(batch), torch.full_like(cand, u), cand) for u in users.tolist()])
+        z = m.encode(batch)
+        scores = torch.stack([m.score(z, torch.full_like(cand, u), cand) for u in users.tolist()])
         assert torch.equal(top, brute_force(scores, users, cand, k, exclude))
         real = top[top != PAD]
         assert (dom[real] == d).all()
-        assert not any((int(u), int(i)) in exclude for u, row in zip(users, top) for i in row if i != PAD)
+        assert not any((int(u), int(i)) in exclude for u, row in zip(users, top, strict=True)
+                       for i in row if i != PAD)
 
 
 def test_recommend_ties_go_to_lower_index_and_custom_exclusion(graph):
@@ -104,7 +107,8 @@ def test_recommend_ties_go_to_lower_index_and_custom_exclusion(graph):
     none = torch.empty(2, 0, dtype=torch.long)
     top = m.recommend(batch, torch.tensor([0, 1]), domain=0, k=3, exclude_links=none)
     assert top.tolist() == [[0, 1, 2], [0, 1, 2]]
-    top = m.recommend(batch, torch.tensor([0, 1]), domain=0, k=3, exclude_links=torch.tensor([[1, 1], [0, 2]]))
+    ex = torch.tensor([[1, 1], [0, 2]])
+    top = m.recommend(batch, torch.tensor([0, 1]), domain=0, k=3, exclude_links=ex)
     assert top.tolist() == [[0, 1, 2], [1, 3, PAD]]
     with pytest.raises(ValueError, match='larger than'):
         m.recommend(batch, torch.tensor([0]), domain=1, k=10)

@@ -116,7 +116,8 @@ def test_shared_user_item_embeddings_depend_on_other_domain():
     b_items = (base[ITEM].domain == 1).nonzero().view(-1)
     ei = base[INTERACTS].edge_index
     have = {(u, i) for u, i in ei.t().tolist()}
-    extra = [(u, int(i) - int(b_items[0])) for u in (0, 1) for i in b_items.tolist() if (u, i) not in have][:2]
+    extra = [(u, int(i) - int(b_items[0])) for u in (0, 1) for i in b_items.tolist()
+             if (u, i) not in have][:2]
     assert len(extra) == 2
     changed = two_domain_graph(extra_b=extra)
     a_items = (base[ITEM].domain == 0).nonzero().view(-1)

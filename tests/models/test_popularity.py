@@ -18,7 +18,8 @@ def graph():
 
 def test_scores_are_training_degree_for_every_user(graph):
     m = Popularity.from_data(graph)
-    batch = CDRBatch.full(graph, torch.tensor([0, 3, 2]), torch.tensor([0, 1, 2]), torch.tensor([[3], [4], [0]]))
+    batch = CDRBatch.full(graph, torch.tensor([0, 3, 2]), torch.tensor([0, 1, 2]),
+                          torch.tensor([[3], [4], [0]]))
     out = m(batch)
     assert out.tolist() == [3.0, 1.0, 2.0, 1.0, 1.0, 3.0]
     z = m.encode(batch)
@@ -33,7 +34,8 @@ def test_ties_stay_ties_and_ranking_by_degree(graph):
     m = Popularity()
     full = CDRBatch.full(graph)
     z = m.encode(full)
-    assert m.score(z, torch.tensor([0]), torch.tensor([3])) == m.score(z, torch.tensor([1]), torch.tensor([4]))
+    s3 = m.score(z, torch.tensor([0]), torch.tensor([3]))
+    assert s3 == m.score(z, torch.tensor([1]), torch.tensor([4]))
     none = torch.empty(2, 0, dtype=torch.long)
     top = m.recommend(full, torch.tensor([0, 3]), domain=0, k=3, exclude_links=none)
     assert top.tolist() == [[0, 2, 1], [0, 2, 1]]

@@ -145,7 +145,8 @@ def test_cache_reuse_and_invalidation():
 
 
 def test_empty_graph_gives_zeros():
-    out_u, out_i = BipartiteLGConv()(torch.randn(2, 3), torch.randn(4, 3), torch.empty(2, 0, dtype=torch.long))
+    empty = torch.empty(2, 0, dtype=torch.long)
+    out_u, out_i = BipartiteLGConv()(torch.randn(2, 3), torch.randn(4, 3), empty)
     assert out_u.shape == (2, 3) and out_i.shape == (4, 3)
     assert out_u.abs().sum() == 0 and out_i.abs().sum() == 0
 

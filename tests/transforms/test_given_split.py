@@ -117,7 +117,7 @@ def test_deterministic():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         a, b = GivenSplit()(data), GivenSplit()(data)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x[EI].edge_label_index, y[EI].edge_label_index)
     assert a[0].input_checksum == b[0].input_checksum
     assert repr(GivenSplit()) == 'GivenSplit()'

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.utils import scatter, to_torch_csr_tensor
 
@@ -47,11 +48,13 @@ class _BipartiteSpMM(torch.autograd.Function):
     (the bipartite operator is symmetric), so no transpose is built per step."""
 
     @staticmethod
-    def forward(ctx: Any, adj: Tensor, adj_t: Tensor, x_user: Tensor, x_item: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx: Any, adj: Tensor, adj_t: Tensor, x_user: Tensor,
+                x_item: Tensor) -> tuple[Tensor, Tensor]:
         ctx.adj, ctx.adj_t = adj, adj_t
         return adj @ x_item.contiguous(), adj_t @ x_user.contiguous()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad_user: Tensor, grad_item: Tensor) -> tuple[None, None, Tensor | None,
                                                                          Tensor | None]:
         gx_user = ctx.adj @ grad_item.contiguous() if ctx.needs_input_grad[2] else None
@@ -144,7 +147,8 @@ class BipartiteLGConv(MessagePassing):
                 x.dtype, x.device)
 
     def _cached_norm(self, x_user: Tensor, x_item: Tensor, edge_index: Tensor,
-                     edge_weight: Tensor | None, with_csr: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+                     edge_weight: Tensor | None,
+                     with_csr: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
         U, I = x_user.size(0), x_item.size(0)
         key = self._key(edge_index, edge_weight, U, I, x_user)
         c = self._cache

@@ -1,0 +1,100 @@
+"""Experiment runner: cached splits, per-domain merging, results files, determinism, grids."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+import cdrgraph.cli.experiment as experiment
+from cdrgraph.cli.config import ConfigError, validate_config
+from cdrgraph.cli.experiment import (
+    RESULT_COLUMNS,
+    _add_means,
+    parse_grid,
+    prepare_splits,
+    run_experiment,
+    split_key,
+    write_results,
+)
+from cdrgraph.data.schema import INTERACTS
+
+
+def test_split_key_covers_data_split_candidates(tiny_cfg):
+    cfg = validate_config(tiny_cfg)
+    key = split_key(cfg)
+    assert key == split_key(validate_config(tiny_cfg)) and len(key) == 16
+    for path, value in (('candidates', {'num_negatives': 6, 'seed': 0}), ('split', [{'name': 'LeaveOneOut',
+                        'seed': 1}]), ('data', dict(cfg['data'], seed=1))):
+        assert split_key(dict(cfg, **{path: value})) != key
+    # model and training settings do not change the split
+    assert split_key(dict(cfg, train={'epochs': 50})) == key
+
+
+def test_prepare_splits_builds_once_then_loads(tiny_cfg, monkeypatch):
+    cfg = validate_config(tiny_cfg)
+    train, val, test = prepare_splits(cfg)
+    assert test[INTERACTS].edge_label_neg.size(1) == 5
+    folder = os.path.join(tiny_cfg['cache_dir'], f'FakeCDRDataset-{split_key(cfg)}')
+    assert os.path.exists(os.path.join(folder, 'manifest.json'))
+
+    def no_rebuild(_):
+        raise AssertionError('the dataset must not be rebuilt when the split is cached')
+
+    monkeypatch.setattr(experiment, 'build_dataset', no_rebuild)
+    train2, val2, test2 = prepare_splits(cfg)
+    assert train2[INTERACTS].edge_index.equal(train[INTERACTS].edge_index)
+    assert test2[INTERACTS].edge_label_neg.equal(test[INTERACTS].edge_label_neg)
+
+
+def test_split_must_yield_tuple(tiny_cfg):
+    tiny_cfg['split'] = [{'name': 'SelectDomains', 'domains': ['d0']}]
+    with pytest.raises(ConfigError, match=r'must produce a \(train, val, test\) tuple'):
+        prepare_splits(validate_config(tiny_cfg))
+
+
+def test_add_means_recomputed_over_domains():
+    merged = {'hr@10/a': 0.2, 'hr@10/b': 0.6, 'mrr/a': 0.1, 'mrr/b': float('nan'), 'num_rows/a': 3.0,
+              'num_rows/b': 5.0, 'hr@10/mean': 99.0}
+    out = _add_means(merged)
+    assert out['hr@10/mean'] == pytest.approx(0.4) and out['mrr/mean'] == pytest.approx(0.1)
+    assert 'num_rows/mean' not in out
+
+
+def test_write_results_marks_negative_transfer(tmp_path):
+    rows = []
+    for seed, (a, b) in enumerate([(0.5, 0.4), (0.7, 0.4)]):
+        rows += [{'model': 'SMF', 'seed': seed, 'protocol': 'sampled', 'metric': 'hr@10', 'domain': 'x', 'value': a},
+                 {'model': 'CMF', 'seed': seed, 'protocol': 'sampled', 'metric': 'hr@10', 'domain': 'x', 'value': b},
+                 {'model': 'CMF', 'seed': seed, 'protocol': 'full', 'metric': 'hr@10', 'domain': 'x', 'value': 0.1}]
+    text = write_results(pd.DataFrame(rows, columns=RESULT_COLUMNS), str(tmp_path), {'CMF': 'SMF'}, title='T')
+    assert '| CMF | 0.4000 ± 0.0000 ↓ |' in text and '| SMF | 0.6000 ± 0.1414 |' in text
+    assert text.index('## Sampled ranking') < text.index('## Full ranking')
+    assert pd.read_csv(tmp_path / 'results.csv').shape == (6, 6)
+
+
+def test_run_experiment_deterministic_and_complete(tiny_cfg, tmp_path):
+    tiny_cfg['models']['BPRMF-single'] = {'class': 'BPRMF', 'model': {'embedding_dim': 4},
+                                          'select_domains': 'per_domain'}
+    tiny_cfg['baseline'] = {'BPRMF': 'BPRMF-single'}
+    df1 = run_experiment(tiny_cfg, str(tmp_path / 'a'))
+    df2 = run_experiment(tiny_cfg, str(tmp_path / 'b'))
+    pd.testing.assert_frame_equal(df1, df2)
+    assert list(df1.columns) == RESULT_COLUMNS
+    assert list(df1['model'].unique()) == ['Popularity', 'BPRMF', 'BPRMF-single']
+    assert set(df1['protocol']) == {'sampled', 'full'}
+    single = df1[(df1.model == 'BPRMF-single') & (df1.protocol == 'sampled') & (df1.metric == 'hr@5')]
+    assert set(single['domain']) == {'d0', 'd1', 'mean'}
+    d = single.set_index('domain')['value']
+    assert d['mean'] == pytest.approx((d['d0'] + d['d1']) / 2)
+    for sub in ('d0', 'd1'):
+        assert os.path.exists(tmp_path / 'a' / 'checkpoints' / 'BPRMF-single' / 'seed0' / sub / 'model.pt')
+    assert (tmp_path / 'a' / 'config.yaml').exists()
+
+
+def test_parse_grid():
+    assert parse_grid(['a.b=1,2', 'c=x,null']) == {'a.b': [1, 2], 'c': ['x', None]}
+    with pytest.raises(ConfigError, match='given twice'):
+        parse_grid(['a=1', 'a=2'])
+    with pytest.raises(ConfigError, match='expected key=v1,v2'):
+        parse_grid(['a='])
