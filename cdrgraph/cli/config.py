@@ -29,9 +29,10 @@ import yaml
 
 from cdrgraph.cli.registry import DATASETS, MODELS, SPLITS
 
-__all__ = ['ConfigError', 'load_config', 'apply_overrides', 'set_by_path', 'parse_assignment', 'validate_config',
-           'allowed_keys', 'check_keys', 'build_dataset', 'build_splits', 'build_candidates', 'build_evaluator',
-           'build_model', 'model_entries', 'train_kwargs', 'default_monitor']
+__all__ = ['ConfigError', 'load_config', 'apply_overrides', 'set_by_path', 'parse_assignment',
+           'validate_config', 'allowed_keys', 'check_keys', 'build_dataset', 'build_splits',
+           'build_candidates', 'build_evaluator', 'build_model', 'model_entries', 'train_kwargs',
+           'default_monitor', 'cache_root']
 
 TOP_LEVEL = ('name', 'data', 'split', 'candidates', 'evaluation', 'train', 'models', 'baseline', 'seeds',
              'cache_dir', 'device')
@@ -226,7 +227,8 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(split, Mapping):
         split = [split]
     if not isinstance(split, list) or not split:
-        raise ConfigError('split: expected a list of {name: <transform>, ...} entries, e.g. [{name: GivenSplit}]')
+        raise ConfigError('split: expected a list of {name: <transform>, ...} entries, '
+                          'e.g. [{name: GivenSplit}]')
     norm = []
     for i, step in enumerate(split):
         step = _mapping(step, f'split[{i}]')
@@ -276,7 +278,8 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         check_keys(tkw, fit_keys, f'{where}.train')
         sel = spec.get('select_domains')
         if sel is not None and sel not in SELECT_DOMAINS:
-            raise ConfigError(f'{where}.select_domains: unknown value {sel!r}; allowed: {", ".join(SELECT_DOMAINS)}')
+            raise ConfigError(f'{where}.select_domains: unknown value {sel!r}; '
+                              f'allowed: {", ".join(SELECT_DOMAINS)}')
         norm_models[str(entry)] = {'class': name, 'model': mkw, 'train': tkw, 'select_domains': sel}
     cfg['models'] = norm_models
     # baseline
@@ -284,7 +287,8 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for m, b in base.items():
         for n in (m, b):
             if n not in norm_models and n != 'Popularity':
-                raise ConfigError(f'baseline: {n!r} is not a model of this config; models: {", ".join(norm_models)}')
+                raise ConfigError(f'baseline: {n!r} is not a model of this config; '
+                                  f'models: {", ".join(norm_models)}')
     cfg['baseline'] = base
     # seeds
     seeds = cfg.get('seeds', [0])

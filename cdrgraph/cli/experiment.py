@@ -67,7 +67,8 @@ def _strip_shipped(data: HeteroData) -> HeteroData:
     return data
 
 
-def prepare_splits(cfg: Mapping[str, Any], rebuild: bool = False) -> tuple[HeteroData, HeteroData, HeteroData]:
+def prepare_splits(cfg: Mapping[str, Any],
+                   rebuild: bool = False) -> tuple[HeteroData, HeteroData, HeteroData]:
     r"""``(train, val, test)`` of a validated config, with evaluation
     candidates; loaded from ``<cache_dir>/<dataset>-<split_key>`` when it was
     built before (checksums verified by ``load_split``), else built and saved.
@@ -82,8 +83,8 @@ def prepare_splits(cfg: Mapping[str, Any], rebuild: bool = False) -> tuple[Heter
         splits = transform(splits)
     if not (isinstance(splits, (tuple, list)) and len(splits) == 3):
         raise ConfigError(f"split: the transforms {[s['name'] for s in cfg['split']]} must produce a "
-                          f'(train, val, test) tuple, got {type(splits).__name__}; start with a split rule such '
-                          'as GivenSplit, LeaveOneOut or RatioSplit')
+                          f'(train, val, test) tuple, got {type(splits).__name__}; start with a split rule '
+                          'such as GivenSplit, LeaveOneOut or RatioSplit')
     cand = cfg.get('candidates')
     if cand is not None:
         if not cand.get('shipped', True):
@@ -115,8 +116,9 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
     if protocol == 'sampled' and ev_cfg.get('also_full'):
         out['full'] = evaluate(model, train, test, build_evaluator(ev_cfg, protocol='full'), exclude=exclude,
                                device=device)
-    save_checkpoint({'model': {k: v.detach().cpu() for k, v in model.state_dict().items()}, 'config': dict(cfg),
-                     'entry': name, 'seed': seed, 'domain': domain}, osp.join(ckpt_dir, MODEL_FILE))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_checkpoint({'model': state, 'config': dict(cfg), 'entry': name, 'seed': seed, 'domain': domain},
+                    osp.join(ckpt_dir, MODEL_FILE))
     return {p: {k: float(v) for k, v in m.items()} for p, m in out.items()}
 
 
@@ -182,7 +184,7 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
         runs: dict[str, list[dict[str, float]]] = {}
         for (model, _seed), g in group.groupby(['model', 'seed'], sort=False):
             runs.setdefault(str(model), []).append(
-                {f'{m}/{d}': v for m, d, v in zip(g['metric'], g['domain'], g['value']) if d})
+                {f'{m}/{d}': v for m, d, v in zip(g['metric'], g['domain'], g['value'], strict=True) if d})
         base = {m: b for m, b in (baseline or {}).items() if m in runs and b in runs}
         label = {'sampled': 'Sampled ranking (1 positive + N candidates)',
                  'full': 'Full ranking (all items of the domain, training items excluded)',
@@ -222,7 +224,8 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         for name, entry in model_entries(cfg).items():
-            res = run_model(cfg, name, entry, splits, seed, out, device=device, progress=progress, resume=resume)
+            res = run_model(cfg, name, entry, splits, seed, out, device=device, progress=progress,
+                            resume=resume)
             rows.extend(_rows(name, seed, res))
             pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(osp.join(out, 'results.csv'), index=False)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -238,7 +241,8 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
         key, sep, raw = spec.partition('=')
         key = key.strip()
         if not sep or not key or not raw.strip():
-            raise ConfigError(f"--grid {spec!r}: expected key=v1,v2,..., e.g. models.LightGCN.model.num_layers=1,2,3")
+            raise ConfigError(f'--grid {spec!r}: expected key=v1,v2,..., '
+                              'e.g. models.LightGCN.model.num_layers=1,2,3')
         if key in grid:
             raise ConfigError(f'--grid {spec!r}: {key!r} is given twice')
         grid[key] = [parse_assignment(f'{key}={v}')[1] for v in raw.split(',')]
@@ -260,7 +264,7 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
     keys = list(grid)
     frames, sections = [], []
     for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values))
+        point = dict(zip(keys, values, strict=True))
         sub_cfg = copy.deepcopy(dict(cfg))
         for k, v in point.items():
             set_by_path(sub_cfg, k, v)

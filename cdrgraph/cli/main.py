@@ -24,7 +24,8 @@ def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(',') if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected comma-separated ints, e.g. 0,1,2') from None
+        raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected comma-separated ints, '
+                                         'e.g. 0,1,2') from None
     if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected non-negative ints, e.g. 0,1,2')
     return seeds
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('config', help='YAML experiment file (see configs/README.md)')
         p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                        help='override a config value, e.g. models.BPRMF.train.epochs=5 (repeatable)')
-        p.add_argument('--seeds', type=_seeds, default=None, help='comma-separated seeds (default: config seeds)')
+        p.add_argument('--seeds', type=_seeds, default=None,
+                       help='comma-separated seeds (default: config seeds)')
         p.add_argument('--out', default=None, help='output folder (default: runs/<config name>)')
         p.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
         p.add_argument('--resume', action='store_true', help='resume interrupted runs from their checkpoints')
@@ -96,7 +98,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     grid = parse_grid(args.grid)
     out = _default_out(args, cfg)
-    run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress, resume=args.resume)
+    run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress,
+              resume=args.resume)
     print(f'sweep over {grid} written to {osp.join(out, "sweep.csv")} and {osp.join(out, "sweep.md")}')
     return 0
 

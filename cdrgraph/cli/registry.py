@@ -34,7 +34,8 @@ class Registry:
         for name, path in (entries or {}).items():
             module, sep, attr = path.partition(':')
             if not sep or not module.startswith('cdrgraph.') or not attr:
-                raise ValueError(f"Registry({kind!r}): entry {name!r} -> {path!r} must be 'cdrgraph.<module>:<Class>'")
+                raise ValueError(f"Registry({kind!r}): entry {name!r} -> {path!r} must be "
+                                 "'cdrgraph.<module>:<Class>'")
             self._paths[name] = path
 
     def register(self, name: str, cls: type, overwrite: bool = False) -> type:
@@ -42,7 +43,8 @@ class Registry:
         if not isinstance(cls, type):
             raise TypeError(f'{self.kind} registry: {name!r} must be registered with a class, got {cls!r}')
         if name in self and not overwrite:
-            raise KeyError(f'{self.kind} registry: {name!r} is already registered; pass overwrite=True to replace it')
+            raise KeyError(f'{self.kind} registry: {name!r} is already registered; '
+                           'pass overwrite=True to replace it')
         self._classes[name] = cls
         return cls
 
@@ -75,7 +77,8 @@ class Registry:
             import difflib
             close = difflib.get_close_matches(str(name), self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ''
-            raise KeyError(f'unknown {self.kind} {name!r}{hint}; known {self.kind}s: {", ".join(self.names())}')
+            known = ', '.join(self.names())
+            raise KeyError(f'unknown {self.kind} {name!r}{hint}; known {self.kind}s: {known}')
         module, _, attr = self._paths[name].partition(':')
         try:
             cls = getattr(importlib.import_module(module), attr)

@@ -141,6 +141,92 @@ def check_range(df: pd.DataFrame, col: str, low: float, high: float, fix: str = 
                               f'[{low}, {high}]. {fix}'.strip())
 
 
+# ---------------------------------------------------------------------------
+# small private helpers shared by the real-data loaders of this package
+# ---------------------------------------------------------------------------
+def _resolve_raw(raw_dir: str, name: str) -> str:
+    r"""``name + '.gz'`` when that file exists in ``raw_dir``, else ``name``
+    when the uncompressed file exists, else ``name + '.gz'`` (reported
+    missing)."""
+    if osp.exists(osp.join(raw_dir, name + '.gz')):
+        return name + '.gz'
+    if osp.exists(osp.join(raw_dir, name)):
+        return name
+    return name + '.gz'
+
+
+def _optional_raw(raw_dir: str, name: str) -> str | None:
+    r"""Path of an optional raw file (``.gz`` or plain) or :obj:`None`."""
+    rel = _resolve_raw(raw_dir, name)
+    path = osp.join(raw_dir, rel)
+    return path if osp.exists(path) else None
+
+
+def _split_pair(pair: str | Sequence[str], raw_dir: str, what: str) -> tuple[str, str]:
+    r"""Split ``'x_y'`` into ``('x', 'y')``; with several underscores pick the
+    split whose two folders ``x_y`` and ``y_x`` exist in ``raw_dir``."""
+    if not isinstance(pair, str):
+        parts = tuple(pair)
+        if len(parts) != 2 or not all(isinstance(p, str) and p for p in parts) or parts[0] == parts[1]:
+            raise ValueError(f"{what}: pair must be 'x_y' or two different domain names ('x', 'y'), "
+                             f'got {pair!r}')
+        return parts[0], parts[1]
+    cands = [(pair[:i], pair[i + 1:]) for i, c in enumerate(pair) if c == '_']
+    cands = [(x, y) for x, y in cands if x and y and x != y]
+    if not cands:
+        raise ValueError(f"{what}: pair must look like 'x_y' (folders x_y/ and y_x/ hold the two domains), "
+                         f'got {pair!r}')
+    if len(cands) == 1:
+        return cands[0]
+    found = [(x, y) for x, y in cands
+             if osp.isdir(osp.join(raw_dir, f'{x}_{y}')) and osp.isdir(osp.join(raw_dir, f'{y}_{x}'))]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(f'{what}: pair {pair!r} is ambiguous (possible splits {cands}, folders found in '
+                     f'{raw_dir}: {found}); pass the two domain names explicitly, e.g. '
+                     f"pair=('{cands[0][0]}', '{cands[0][1]}')")
+
+
+def _read_pairs(path: str, columns: Sequence[str], float_columns: Sequence[str] = (),
+                fix: str = '') -> pd.DataFrame:
+    r"""Read an interaction file with integer ``user``/``item`` ids; an empty
+    file or a negative id raises :class:`DataFormatError` naming the file."""
+    ints = [c for c in columns if c not in float_columns]
+    df = read_table(path, columns, int_columns=ints, float_columns=float_columns, fix=fix)
+    if len(df) == 0:
+        raise DataFormatError(f'{path}: the file holds no interactions; every domain file must hold at least '
+                              f'one row {list(columns)}. {fix}'.strip())
+    for col in ('user', 'item'):
+        neg = df[col] < 0
+        if neg.any():
+            row = int(np.flatnonzero(neg.to_numpy())[0])
+            raise DataFormatError(f"{line_of(df, row)}: field '{col}' = {df[col].iloc[row]} is negative; "
+                                  f'ids must be non-negative integers. {fix}'.strip())
+    return df
+
+
+def _check_no_duplicates(df: pd.DataFrame) -> None:
+    dup = df.duplicated(subset=['user', 'item'])
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataFormatError(f'{line_of(df, row)}: duplicate (user, item) = ({df.user.iloc[row]}, '
+                              f'{df.item.iloc[row]}); {int(dup.sum())} duplicate row(s) in the file. '
+                              'Remove them.')
+
+
+def _check_disjoint(held: pd.DataFrame, train: pd.DataFrame) -> None:
+    r"""No held-out (user, item) pair may also be a training pair."""
+    known = pd.MultiIndex.from_frame(train[['user', 'item']])
+    leak = pd.MultiIndex.from_frame(held[['user', 'item']]).isin(known)
+    if leak.any():
+        row = int(np.flatnonzero(leak)[0])
+        raise DataFormatError(f'{line_of(held, row)}: held-out pair (user, item) = ({held.user.iloc[row]}, '
+                              f"{held.item.iloc[row]}) also occurs in {train.attrs.get('path', 'train')} "
+                              f'({int(leak.sum())} such row(s)); an evaluation pair must not be a '
+                              'training edge.')
+
+
+
 class CDRDataset(InMemoryDataset):
     r"""Base of the cdrgraph datasets: a PyG :class:`InMemoryDataset` holding
     one cdrgraph :class:`HeteroData`.

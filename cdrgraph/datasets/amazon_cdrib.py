@@ -14,13 +14,15 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.build import IdMaps, from_interactions
 from cdrgraph.data.schema import TEST, TRAIN, USER, VAL
-from cdrgraph.datasets._base import CDRDataset, DataFormatError, line_of
-from cdrgraph.datasets.amazon_cdr import (
+from cdrgraph.datasets._base import (
+    CDRDataset,
+    DataFormatError,
     _check_disjoint,
     _check_no_duplicates,
     _read_pairs,
     _resolve_raw,
     _split_pair,
+    line_of,
 )
 
 __all__ = ['AmazonCDRIB']

@@ -10,8 +10,7 @@ import pandas as pd
 from torch_geometric.data import HeteroData
 
 from cdrgraph.data.build import IdMaps, from_interactions
-from cdrgraph.datasets._base import CDRDataset, check_range
-from cdrgraph.datasets.amazon_cdr import _check_no_duplicates, _read_pairs, _resolve_raw
+from cdrgraph.datasets._base import CDRDataset, _check_no_duplicates, _read_pairs, _resolve_raw, check_range
 
 __all__ = ['DoubanCDR']
 

@@ -44,8 +44,8 @@ class FakeCDRDataset(InMemoryDataset):
     * a user draws its items of a domain without replacement from
       :math:`\mathrm{softmax}_i(3\,\langle\mathbf{r}_{u,k},
       \mathbf{q}_i\rangle/\sqrt{D} + \log\pi_i)` (Gumbel top-k); every item
-      gets at least one interaction (its best-scoring user), so
-      ``num_items`` is exact;
+      gets at least one interaction (its best-scoring user adds it, a few
+      edges beyond the drawn degrees), so ``num_items`` is exact;
     * a fraction ``user_overlap`` of the users is active in every domain, the
       others in one domain each (balanced);
     * timestamps are strictly increasing per user (exponential gaps), ratings

@@ -77,4 +77,5 @@ class EarlyStopping:
         self.num_bad = int(state['num_bad'])
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(patience={self.patience}, mode={self.mode!r}, min_delta={self.min_delta})'
+        return (f'{self.__class__.__name__}(patience={self.patience}, mode={self.mode!r}, '
+                f'min_delta={self.min_delta})')

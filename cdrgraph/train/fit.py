@@ -40,6 +40,11 @@ class FitResult:
             epochs that were evaluated.
         stopped_early (dict[str, bool]): whether early stopping ended the stage.
         monitor (str): name of the monitored metric.
+
+    Example:
+        >>> result = fit(model, train, val, evaluator=Evaluator('sampled'), epochs=5)
+        >>> result.best_epoch, result.history[-1]['loss']
+        ({'joint': 3}, 0.41)
     """
 
     best_metric: dict[str, float | None] = field(default_factory=dict)
@@ -72,8 +77,8 @@ def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negati
     try:
         from cdrgraph.loader.link_loader import CDRLinkLoader
     except ImportError as e:  # pragma: no cover - depends on the loader module being present
-        raise ImportError(f'fit needs cdrgraph.loader.link_loader.CDRLinkLoader ({e}); pass loader= explicitly '
-                          'or install the complete package') from e
+        raise ImportError(f'fit needs cdrgraph.loader.link_loader.CDRLinkLoader ({e}); pass loader= '
+                          'explicitly or install the complete package') from e
     return CDRLinkLoader(train_data, batch_size=batch_size, num_negatives=num_negatives,
                          domain_policy=domain_policy, mode=mode, num_neighbors=num_neighbors, shuffle=True,
                          seed=seed)
@@ -303,8 +308,8 @@ def fit(
                     result.best_metric[stage] = value
                     result.best_epoch[stage] = epoch
                     if checkpoint_dir is not None:
-                        save_checkpoint({'model': best_state, 'stage': stage, 'epoch': epoch, 'monitor': monitor,
-                                         'value': value}, osp.join(checkpoint_dir, BEST))
+                        save_checkpoint({'model': best_state, 'stage': stage, 'epoch': epoch,
+                                         'monitor': monitor, 'value': value}, osp.join(checkpoint_dir, BEST))
                 row.update(metrics)
                 bar.set_postfix(loss=row['loss'], **{monitor: value})
             else:

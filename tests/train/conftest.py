@@ -103,7 +103,8 @@ class TwoStageMF(ToyMF):
 
 
 class ToyEvaluator:
-    """'ndcg@10/mean' := mean over held-out pairs of the fraction of same-domain items scored below the positive."""
+    """'ndcg@10/mean' := mean over held-out pairs of the fraction of same-domain items scored below
+    the positive."""
 
     def __init__(self):
         self.calls = 0

@@ -30,7 +30,7 @@ def test_same_seed_identical_numbers(toy, splits):
     assert isinstance(r1, FitResult)
     assert len(r1.history) == 4 and [h['epoch'] for h in r1.history] == [0, 1, 2, 3]
     assert _strip(r1.history) == _strip(r2.history)
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     # a different seed changes dropout masks and batches, hence the losses
     _, r3 = _run(toy, splits, seed=4)
@@ -67,7 +67,8 @@ def test_resume_equals_uninterrupted(toy, splits, tmp_path):
     m_res, r_res = _run(toy, splits, tmp_path / 'cut', resume=True)
     assert _strip(r_res.history) == _strip(r_ref.history)
     assert r_res.best_metric == r_ref.best_metric and r_res.best_epoch == r_ref.best_epoch
-    for a, b in zip(m_ref.state_dict().values(), m_res.state_dict().values()):
+    for a, b in zip(m_ref.state_dict().values(), m_res.state_dict().values(),
+                    strict=True):
         assert torch.equal(a, b)
     # resuming a finished run trains nothing and returns the same result
     m_again, r_again = _run(toy, splits, tmp_path / 'cut', resume=True)
@@ -139,7 +140,8 @@ def test_two_stages_run_in_order_with_own_optimiser(toy, splits):
     train, _ = splits
     model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
     res = fit(model, train, loader=toy['ToyLoader'](train), stage_epochs={'a': 2, 'b': 3}, progress=False)
-    assert [(h['stage'], h['epoch']) for h in res.history] == [('a', 0), ('a', 1), ('b', 0), ('b', 1), ('b', 2)]
+    assert [(h['stage'], h['epoch']) for h in res.history] == [('a', 0), ('a', 1), ('b', 0), ('b', 1),
+                                                               ('b', 2)]
     # without validation the best epoch is the last one and no metric is reported
     assert res.best_epoch == {'a': 1, 'b': 2} and res.best_metric == {'a': None, 'b': None}
 
@@ -231,6 +233,7 @@ def test_default_loader_is_cdr_link_loader(toy, splits):
     torch.manual_seed(0)
     model3 = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
     model3.load_state_dict(model.state_dict())
-    r2 = fit(model2, train, val, epochs=2, batch_size=4, evaluator=toy['ToyEvaluator'](), progress=False, seed=5)
-    r3 = fit(model3, train, val, epochs=2, batch_size=4, evaluator=toy['ToyEvaluator'](), progress=False, seed=5)
+    kw = dict(epochs=2, batch_size=4, progress=False, seed=5)
+    r2 = fit(model2, train, val, evaluator=toy['ToyEvaluator'](), **kw)
+    r3 = fit(model3, train, val, evaluator=toy['ToyEvaluator'](), **kw)
     assert [h['loss'] for h in r2.history] == [h['loss'] for h in r3.history]
