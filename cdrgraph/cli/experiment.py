@@ -170,6 +170,15 @@ def _rows(name: str, seed: int, results: Mapping[str, Mapping[str, float]]) -> l
     return rows
 
 
+#: metrics shown in the Markdown tables (results.csv keeps every metric)
+HEADLINE_METRICS: dict[str, list[str]] = {
+    'sampled': ['hr@10', 'ndcg@10', 'mrr'],
+    'full': ['hr@10', 'ndcg@10', 'recall@20', 'ndcg@20'],
+    'ctr': ['auc', 'gauc', 'logloss'],
+    'rating': ['mae', 'rmse'],
+}
+
+
 def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None = None,
                   title: str = 'Results') -> str:
     r"""Write ``results.csv`` (long format) and ``results.md`` (one mean ± std
@@ -192,7 +201,9 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
         seeds = sorted(group['seed'].unique().tolist())
         parts.append(f'## {label}\n\nmean ± std over seeds {seeds}; ↓: below the single-domain baseline '
                      f'({", ".join(f"{m} vs {b}" for m, b in base.items()) or "none"})\n')
-        parts.append(to_markdown(summarize(runs, baseline=base or None)))
+        headline = HEADLINE_METRICS.get(str(proto))
+        parts.append(to_markdown(summarize(runs, baseline=base or None, metrics=headline)))
+    parts.append('\nAll metrics (every k, per domain and seed) are in results.csv.\n')
     text = '\n'.join(parts)
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(text)
