@@ -201,7 +201,8 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
         seeds = sorted(group['seed'].unique().tolist())
         parts.append(f'## {label}\n\nmean ± std over seeds {seeds}; ↓: below the single-domain baseline '
                      f'({", ".join(f"{m} vs {b}" for m, b in base.items()) or "none"})\n')
-        headline = HEADLINE_METRICS.get(str(proto))
+        present = set(group['metric'].astype(str))
+        headline = [m for m in HEADLINE_METRICS.get(str(proto), []) if m in present] or None
         parts.append(to_markdown(summarize(runs, baseline=base or None, metrics=headline)))
     parts.append('\nAll metrics (every k, per domain and seed) are in results.csv.\n')
     text = '\n'.join(parts)
