@@ -67,7 +67,8 @@ class CMF(CDRModel):
         name = self.__class__.__name__
         if num_users < 1 or num_items < 1 or num_domains < 1 or embedding_dim < 1:
             raise ValueError(f'{name}: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, num_domains={num_domains}, embedding_dim={embedding_dim}')
+                             f'num_items={num_items}, num_domains={num_domains}, '
+                             f'embedding_dim={embedding_dim}')
         if weight_decay < 0:
             raise ValueError(f'{name}: weight_decay must be >= 0, got {weight_decay}')
         weight = [1.0] * num_domains if domain_weight is None else [float(w) for w in domain_weight]
@@ -116,8 +117,9 @@ class CMF(CDRModel):
         uid, iid = self._ids(batch)
         dom = batch.domain
         if dom.numel() and int(dom.max()) >= self.num_domains:
-            raise ValueError(f'{self.__class__.__name__}: the batch has domain {int(dom.max())} but the model '
-                             f'was built for {self.num_domains} domains; build it with CMF.from_data(train)')
+            raise ValueError(f'{self.__class__.__name__}: the batch has domain {int(dom.max())} but the '
+                             f'model was built for {self.num_domains} domains; build it with '
+                             'CMF.from_data(train)')
         total: Tensor | None = None
         for k in torch.unique(dom).tolist():
             w = self.domain_weight[k]

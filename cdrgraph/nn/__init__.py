@@ -1,1 +1,7 @@
-__all__: list[str] = []
+r"""Layers, heads, embeddings and losses of cdrgraph."""
+from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
+from cdrgraph.nn.embedding import DomainEmbedding
+from cdrgraph.nn.loss import BPRLoss, InfoNCELoss, PointwiseBCELoss, RatingMSELoss, SampledBCELoss
+
+__all__ = ['BipartiteLGConv', 'DomainEmbedding', 'BPRLoss', 'SampledBCELoss', 'PointwiseBCELoss', 'RatingMSELoss',
+           'InfoNCELoss']
