@@ -97,6 +97,12 @@ MODELS = Registry('model', {
     'Popularity': 'cdrgraph.models.popularity:Popularity',
     'BPRMF': 'cdrgraph.models.bpr_mf:BPRMF',
     'LightGCN': 'cdrgraph.models.light_gcn:LightGCN',
+    'CMF': 'cdrgraph.models.cmf:CMF',
+    'TgtOnly': 'cdrgraph.models.tgt_only:TgtOnly',
+    'EMCDR': 'cdrgraph.models.emcdr:EMCDR',
+    'PTUPCDR': 'cdrgraph.models.ptupcdr:PTUPCDR',
+    'BiTGCF': 'cdrgraph.models.bi_tgcf:BiTGCF',
+    'HeroGRAPH': 'cdrgraph.models.hero_graph:HeroGRAPH',
 })
 
 #: dataset name -> dataset class

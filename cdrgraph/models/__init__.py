@@ -1,7 +1,14 @@
 r"""cdrgraph models (each a :class:`CDRModel`)."""
 from cdrgraph.models.base import CDRModel
+from cdrgraph.models.bi_tgcf import BiTGCF
 from cdrgraph.models.bpr_mf import BPRMF
+from cdrgraph.models.cmf import CMF
+from cdrgraph.models.emcdr import EMCDR
+from cdrgraph.models.hero_graph import HeroGRAPH
 from cdrgraph.models.light_gcn import LightGCN
 from cdrgraph.models.popularity import Popularity
+from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
+from cdrgraph.models.tgt_only import TgtOnly
 
-__all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN']
+__all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR', 'PTUPCDRCompat',
+           'BiTGCF', 'HeroGRAPH']

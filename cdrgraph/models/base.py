@@ -231,5 +231,5 @@ class CDRModel(torch.nn.Module):
         args = getattr(self, '_repr_args', None)
         if args is None:
             return super().__repr__()
-        inner = ', '.join(f'{k}={v}' for k, v in args.items())
+        inner = ', '.join(f'{k}={v!r}' for k, v in args.items())
         return f'{self.__class__.__name__}({inner})'

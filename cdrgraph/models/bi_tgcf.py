@@ -111,8 +111,9 @@ class BiTGCF(CDRModel):
                  reg_weight: float = 1e-3, transfer: bool = True, connect: str = 'concat') -> None:
         super().__init__()
         if num_users < 1 or num_items < 1 or embedding_dim < 1 or num_domains < 1:
-            raise ValueError(f'BiTGCF: sizes must be positive, got num_users={num_users}, num_items={num_items}, '
-                             f'num_domains={num_domains}, embedding_dim={embedding_dim}')
+            raise ValueError(f'BiTGCF: sizes must be positive, got num_users={num_users}, '
+                             f'num_items={num_items}, num_domains={num_domains}, '
+                             f'embedding_dim={embedding_dim}')
         if num_layers < 0:
             raise ValueError(f'BiTGCF: num_layers must be >= 0, got {num_layers}')
         if connect not in CONNECT:
@@ -166,8 +167,8 @@ class BiTGCF(CDRModel):
         check_ids(self, iid, self.num_items, ITEM)
         dom = batch.graph[ITEM].domain
         if dom.numel() and int(dom.max()) >= self.num_domains:
-            raise ValueError(f'BiTGCF: batch.graph item.domain holds domain {int(dom.max())} but the model has '
-                             f'{self.num_domains} domains; build it with BiTGCF.from_data(train_data)')
+            raise ValueError(f'BiTGCF: batch.graph item.domain holds domain {int(dom.max())} but the model '
+                             f'has {self.num_domains} domains; build it with BiTGCF.from_data(train_data)')
         return uid, iid
 
     def _block_graph(self, graph: HeteroData, num_users: int) -> tuple[Tensor, Tensor]:
@@ -214,7 +215,8 @@ class BiTGCF(CDRModel):
         r"""Concatenation (or mean) of the layer outputs: ``user [U, K, D]``, ``item [I, D]``."""
         layers, _, _ = self._propagate(batch)
         if self.connect == 'concat':
-            return {USER: torch.cat([xu for xu, _ in layers], -1), ITEM: torch.cat([xi for _, xi in layers], -1)}
+            return {USER: torch.cat([xu for xu, _ in layers], -1),
+                    ITEM: torch.cat([xi for _, xi in layers], -1)}
         return {USER: torch.stack([xu for xu, _ in layers]).mean(0),
                 ITEM: torch.stack([xi for _, xi in layers]).mean(0)}
 
@@ -223,8 +225,8 @@ class BiTGCF(CDRModel):
         on that domain's ego rows."""
         self._check_stage(stage)
         if batch.batch_size == 0 or batch.num_negatives == 0:
-            raise ValueError(f'BiTGCF.loss needs a non-empty batch with at least one negative per positive (got '
-                             f'batch_size={batch.batch_size}, num_negatives={batch.num_negatives}); use '
+            raise ValueError(f'BiTGCF.loss needs a non-empty batch with at least one negative per positive '
+                             f'(got batch_size={batch.batch_size}, num_negatives={batch.num_negatives}); use '
                              'CDRLinkLoader(num_negatives>=1)')
         z = self.encode(batch)
         uid, iid = self._ids(batch)
@@ -240,6 +242,7 @@ class BiTGCF(CDRModel):
             label = torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)])
             dom = torch.full_like(users, d)
             ego_u = self.user_emb.specific_embedding(uid[users], dom)
-            reg = l2_penalty(ego_u, self.item_emb(iid[pos]), self.item_emb(iid[neg]), batch_size=users.numel())
+            reg = l2_penalty(ego_u, self.item_emb(iid[pos]), self.item_emb(iid[neg]),
+                             batch_size=users.numel())
             total = total + self.bce(score, label) + self.reg_weight * reg
         return total

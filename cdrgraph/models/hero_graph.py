@@ -108,7 +108,8 @@ class HeroGRAPH(CDRModel):
         super().__init__()
         if num_users < 1 or num_items < 1 or embedding_dim < 1 or num_domains < 1:
             raise ValueError(f'HeroGRAPH: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, num_domains={num_domains}, embedding_dim={embedding_dim}')
+                             f'num_items={num_items}, num_domains={num_domains}, '
+                             f'embedding_dim={embedding_dim}')
         if num_layers < 0:
             raise ValueError(f'HeroGRAPH: num_layers must be >= 0, got {num_layers}')
         if aggr not in AGGR:
@@ -171,8 +172,9 @@ class HeroGRAPH(CDRModel):
         check_ids(self, iid, self.num_items, ITEM)
         dom = batch.graph[ITEM].domain
         if dom.numel() and int(dom.max()) >= self.num_domains:
-            raise ValueError(f'HeroGRAPH: batch.graph item.domain holds domain {int(dom.max())} but the model '
-                             f'has {self.num_domains} domains; build it with HeroGRAPH.from_data(train_data)')
+            raise ValueError(f'HeroGRAPH: batch.graph item.domain holds domain {int(dom.max())} but the '
+                             f'model has {self.num_domains} domains; build it with '
+                             'HeroGRAPH.from_data(train_data)')
         return uid, iid
 
     def graph_embeddings(self, batch: CDRBatch) -> list[tuple[Tensor, Tensor]]:
@@ -226,8 +228,9 @@ class HeroGRAPH(CDRModel):
         domain's ego rows (MODELS.md §5.4)."""
         self._check_stage(stage)
         if batch.batch_size == 0 or batch.num_negatives == 0:
-            raise ValueError(f'HeroGRAPH.loss needs a non-empty batch with at least one negative per positive '
-                             f'(got batch_size={batch.batch_size}, num_negatives={batch.num_negatives}); use '
+            raise ValueError('HeroGRAPH.loss needs a non-empty batch with at least one negative per '
+                             f'positive (got batch_size={batch.batch_size}, '
+                             f'num_negatives={batch.num_negatives}); use '
                              'CDRLinkLoader(num_negatives>=1)')
         z = self.encode(batch)
         uid, iid = self._ids(batch)

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.data import HeteroData
 
-from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.data.schema import DOMAIN, INTERACTS, ITEM, USER, domain_names, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.base import CDRModel, ZDict
 from cdrgraph.models.bpr_mf import check_ids
@@ -199,19 +199,43 @@ class PTUPCDR(CDRModel):
         if bool(getattr(data, 'history_before_target', False)):
             warnings.warn(f'{name}: data.history_before_target=True is not applied; PTUPCDR uses one '
                           'history per user (all its training source items)', stacklevel=2)
-        store = data[INTERACTS]
-        graph = data
-        rating = getattr(store, 'rating', None)
-        if self.history_min_rating is not None and rating is not None:
-            graph = data.edge_subgraph({INTERACTS: rating >= self.history_min_rating})
-        order = 'time' if getattr(store, 'time', None) is not None else 'file'
-        index, mask = contexts(graph, self.source_domain, self.max_len, order=order)
+        index, mask = contexts(self._history_graph(data), self.source_domain, self.max_len,
+                               order='time' if getattr(data[INTERACTS], 'time', None) is not None else 'file')
         device = self.item_emb.weight.device
         self.bridge_mask = bridge.to(device)
         self.mapped_mask = cold.to(device)
         self.history_index = index.to(device)
         self.history_mask = mask.to(device)
         return self
+
+    def _history_graph(self, data: HeteroData) -> HeteroData:
+        r"""A minimal graph whose ``interacts`` are the training edges of
+        ``data`` kept for histories (rating :math:`\ge` ``history_min_rating``)."""
+        from cdrgraph.loader.views import train_edge_mask
+
+        store = data[INTERACTS]
+        keep = train_edge_mask(data)
+        keep = torch.ones(store.edge_index.size(1), dtype=torch.bool) if keep is None else keep
+        rating = getattr(store, 'rating', None)
+        if self.history_min_rating is not None and rating is not None:
+            dom = data[ITEM].domain[store.edge_index[1]]
+            src = keep & (dom == self.source_domain)
+            keep = keep & (rating >= self.history_min_rating)
+            if bool(src.any()) and not bool((keep & src).any()):
+                warnings.warn(f'{self.__class__.__name__}: no source rating is >= history_min_rating='
+                              f'{self.history_min_rating}, so every history is empty; pass '
+                              'history_min_rating=None for implicit feedback', stacklevel=3)
+        graph = HeteroData()
+        graph[USER].num_nodes = int(data[USER].num_nodes)
+        graph[ITEM].num_nodes = int(data[ITEM].num_nodes)
+        graph[ITEM].domain = data[ITEM].domain
+        graph[DOMAIN].num_nodes = num_domains(data)
+        graph.domain_names = domain_names(data)
+        graph[INTERACTS].edge_index = store.edge_index[:, keep]
+        time = getattr(store, 'time', None)
+        if time is not None:
+            graph[INTERACTS].time = time[keep]
+        return graph
 
     def _state(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if self.bridge_mask is None or self.mapped_mask is None or self.history_index is None \

@@ -164,8 +164,8 @@ def test_equal_domain_batches_and_loss_is_sum_of_domain_losses():
         parts = []
         for d in (0, 1):
             sel = batch.domain == d
-            parts.append(m.loss(CDRBatch(batch.graph, batch.user[sel], batch.pos_item[sel], batch.neg_item[sel],
-                                         n_id=batch.n_id)))
+            parts.append(m.loss(CDRBatch(batch.graph, batch.user[sel], batch.pos_item[sel],
+                                         batch.neg_item[sel], n_id=batch.n_id)))
         torch.testing.assert_close(m.loss(batch), parts[0] + parts[1])
     assert steps == len(loader) == 3               # ceil(max(8, 9) / 3)
 
@@ -204,7 +204,8 @@ def test_one_hop_subgraph_gives_full_graph_scores(aggr):
     g = torch.Generator().manual_seed(5)
     uids = torch.unique(torch.cat([seeds_u, sub_ei[0]]))
     iids = torch.unique(torch.cat([seeds_i, sub_ei[1]]))
-    uids, iids = uids[torch.randperm(uids.numel(), generator=g)], iids[torch.randperm(iids.numel(), generator=g)]
+    uids = uids[torch.randperm(uids.numel(), generator=g)]
+    iids = iids[torch.randperm(iids.numel(), generator=g)]
     lu = torch.full((6,), -1).scatter_(0, uids, torch.arange(uids.numel()))
     li = torch.full((9,), -1).scatter_(0, iids, torch.arange(iids.numel()))
     sub = data.__class__()
@@ -214,7 +215,8 @@ def test_one_hop_subgraph_gives_full_graph_scores(aggr):
     users = seeds_u.repeat_interleave(2)
     items = seeds_i.repeat(2)
     full = m(CDRBatch.full(data, users, items, torch.empty(4, 0, dtype=torch.long)))
-    local = CDRBatch(sub, lu[users], li[items], torch.empty(4, 0, dtype=torch.long), n_id={USER: uids, ITEM: iids})
+    local = CDRBatch(sub, lu[users], li[items], torch.empty(4, 0, dtype=torch.long),
+                     n_id={USER: uids, ITEM: iids})
     torch.testing.assert_close(m(local), full)
 
 
@@ -261,7 +263,8 @@ def test_reset_repr_and_errors():
     before = m.graph_item_emb.weight.clone()
     m.reset_parameters()
     assert not torch.equal(before, m.graph_item_emb.weight)
-    assert repr(m).startswith('HeroGRAPH(num_users=6, num_items=9, num_domains=2, embedding_dim=4, num_layers=2')
+    assert repr(m).startswith('HeroGRAPH(num_users=6, num_items=9, num_domains=2, embedding_dim=4, '
+                              'num_layers=2')
     with pytest.raises(ValueError, match='aggr'):
         HeroGRAPH(6, 9, aggr='gat')
     with pytest.raises(ValueError, match='combine'):
@@ -272,3 +275,15 @@ def test_reset_repr_and_errors():
         HeroGRAPH(6, 9, num_domains=1, embedding_dim=4)(full_batch(data))
     with pytest.raises(ValueError, match='at least one negative'):
         m.loss(CDRBatch.full(data, torch.tensor([0]), torch.tensor([0])))
+
+
+@pytest.mark.parametrize('backend', ['csr', 'auto'])
+def test_sampled_loader_with_full_one_hop_matches_full_graph(backend):
+    data = graph()
+    m = model(data)
+    loader = CDRLinkLoader(data, batch_size=5, num_negatives=2, mode='sampled', num_neighbors=[-1],
+                           backend=backend)
+    for batch in loader:
+        full = CDRBatch.full(data, batch.global_user(), batch.global_pos_item(), batch.global_neg_item())
+        torch.testing.assert_close(m(batch), m(full))
+        torch.testing.assert_close(m.loss(batch), m.loss(full))

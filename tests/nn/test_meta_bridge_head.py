@@ -37,7 +37,8 @@ def test_attention_sums_to_one_and_ignores_padding():
     torch.manual_seed(0)
     head = MetaBridgeHead(5, meta_dim=7)
     x = torch.randn(4, 6, 5)
-    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 1, 0, 1, 0, 0]]).bool()
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0],
+                         [1, 1, 1, 1, 1, 1], [0, 1, 0, 1, 0, 0]]).bool()
     a = head.attention(x, mask)
     torch.testing.assert_close(a.sum(-1), torch.ones(4))
     assert torch.equal(a[~mask], torch.zeros(int((~mask).sum())))

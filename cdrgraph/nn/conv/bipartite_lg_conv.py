@@ -1,6 +1,7 @@
 r"""LightGCN propagation on the user–item bipartite graph (He et al., SIGIR 2020)."""
 from __future__ import annotations
 
+import copy
 import warnings
 import weakref
 from typing import Any
@@ -145,6 +146,24 @@ class BipartiteLGConv(MessagePassing):
               (edge_weight.data_ptr(), edge_weight._version, edge_weight.numel()))
         return (edge_index.data_ptr(), edge_index._version, tuple(edge_index.shape), ew, num_users, num_items,
                 x.dtype, x.device)
+
+    def __getstate__(self) -> dict:
+        # the cached sparse CSR matrices cannot be pickled or deep-copied; they are rebuilt on demand
+        state = self.__dict__.copy()
+        state['_cache'] = None
+        return state
+
+    def __deepcopy__(self, memo: dict) -> BipartiteLGConv:
+        cache, self._cache = self._cache, None
+        try:
+            cls = self.__class__
+            new = cls.__new__(cls)
+            memo[id(self)] = new
+            for k, v in self.__dict__.items():
+                setattr(new, k, copy.deepcopy(v, memo))
+            return new
+        finally:
+            self._cache = cache
 
     def _cached_norm(self, x_user: Tensor, x_item: Tensor, edge_index: Tensor,
                      edge_weight: Tensor | None,

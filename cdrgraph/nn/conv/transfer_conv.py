@@ -67,10 +67,13 @@ class TransferConv(torch.nn.Module):
         super().__init__()
         if num_domains < 1:
             raise ValueError(f'TransferConv: num_domains must be >= 1, got {num_domains}')
-        lam = [float(lambdas)] * num_domains if isinstance(lambdas, (int, float)) else [float(v) for v in lambdas]
+        if isinstance(lambdas, (int, float)):
+            lam = [float(lambdas)] * num_domains
+        else:
+            lam = [float(v) for v in lambdas]
         if len(lam) != num_domains:
-            raise ValueError(f'TransferConv: lambdas has {len(lam)} values for {num_domains} domains; pass one '
-                             'float or one value per domain')
+            raise ValueError(f'TransferConv: lambdas has {len(lam)} values for {num_domains} domains; pass '
+                             'one float or one value per domain')
         if any(not 0.0 <= v <= 1.0 for v in lam):
             raise ValueError(f'TransferConv: lambdas must lie in [0, 1], got {lam}')
         self.num_domains = num_domains

@@ -1,0 +1,221 @@
+"""EMCDR: per-domain MF + mapping trained on bridge users (MODELS.md §9.4)."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+
+from cdrgraph.data.build import domain_item_ranges, from_interactions
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models.emcdr import EMCDR
+from cdrgraph.transforms.cold_start_split import ColdStartSplit
+
+
+def cold_split(rating=True, seed=0):
+    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
+    g = torch.Generator().manual_seed(seed)
+    rows, t = [], 0
+    for u in range(10):
+        for d, n in (('S', 6), ('T', 5)):
+            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
+                continue
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
+                t += 1
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
+    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
+    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
+
+
+def full_batch(train, num_negatives=2, seed=0, label=True):
+    """Every training edge as a positive; negatives uniform over the positive's domain."""
+    g = torch.Generator().manual_seed(seed)
+    ei = train[INTERACTS].edge_index
+    ranges = torch.tensor(domain_item_ranges(train))
+    r = ranges[train[ITEM].domain[ei[1]]]
+    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
+    rating = getattr(train[INTERACTS], 'rating', None)
+    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
+
+
+def no_grad(p):
+    return p.grad is None or p.grad.abs().sum() == 0
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def step(model, batch, stage, lr=0.05):
+    params = list(model.stage_parameters(stage))
+    opt = torch.optim.Adam(params, lr=lr)
+    opt.zero_grad()
+    loss = model.loss(batch, stage)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def test_from_data_reads_split_and_repr():
+    train, _, _ = cold_split()
+    m = EMCDR.from_data(train)
+    assert EMCDR.stages == ('pretrain', 'map')
+    assert (m.source_domain, m.target_domain) == (0, 1)
+    assert torch.equal(m.bridge_mask.nonzero().view(-1), train.bridge_users)
+    # mapped users = no target training edge: the cold users and the source-only user 8
+    assert torch.equal(m.mapped_mask.nonzero().view(-1), torch.sort(torch.cat([train.cold_users,
+                                                                               torch.tensor([8])])).values)
+    assert repr(m) == ('EMCDR(num_users=10, num_items=11, source_domain=0, target_domain=1, '
+                       'embedding_dim=10, hidden_channels=None, warm_use_mapping=False, objective='auto')')
+    with pytest.raises(RuntimeError, match=r'EMCDR.from_data\(train\) or call model.attach'):
+        EMCDR(10, 11).encode(CDRBatch.full(train))
+    with pytest.raises(ValueError, match='source_domain and target_domain are both 1'):
+        EMCDR(10, 11, source_domain=1)
+
+
+def test_inconsistent_bridge_users_raise():
+    train, _, _ = cold_split()
+    train.bridge_users = torch.cat([train.bridge_users, train.cold_users[:1]])
+    with pytest.raises(ValueError, match='have no training edge in the target domain 1'):
+        EMCDR.from_data(train)
+
+
+def test_map_step_updates_only_the_mapping():
+    train, _, _ = cold_split()
+    torch.manual_seed(0)
+    m = EMCDR.from_data(train, hidden_channels=16)
+    batch = full_batch(train)
+    before = snapshot(m)
+    step(m, batch, 'map')
+    mapping = {n for n, _ in m.named_parameters() if n.startswith('mapping.')}
+    assert set(n for n, _ in m.named_parameters() if n not in mapping) == \
+        {'source_user.weight', 'target_user.weight', 'item_emb.weight'}
+    for n, p in m.named_parameters():
+        if n in mapping:
+            assert not torch.equal(p, before[n]), n
+        else:
+            assert torch.equal(p, before[n]) and p.grad is None, n
+
+
+def test_pretrain_step_leaves_mapping_untouched():
+    train, _, _ = cold_split()
+    m = EMCDR.from_data(train)
+    before = snapshot(m)
+    step(m, full_batch(train), 'pretrain')
+    for n, p in m.named_parameters():
+        if n.startswith('mapping.'):
+            assert torch.equal(p, before[n]) and no_grad(p)
+        else:
+            assert not torch.equal(p, before[n])
+
+
+def test_map_training_set_and_hand_loss():
+    train, _, _ = cold_split()
+    m = EMCDR.from_data(train)
+    batch = full_batch(train)
+    users = m.map_users(batch)
+    assert torch.equal(users, train.bridge_users)
+    assert not torch.isin(users, train.cold_users).any()
+    with torch.no_grad():
+        m.mapping.mlp.lins[0].weight.copy_(2 * torch.eye(10))
+    Ps, Pt = m.source_user.weight, m.target_user.weight
+    expected = ((2 * Ps[users] - Pt[users]) ** 2).sum(-1).mean()
+    torch.testing.assert_close(m.loss(batch, 'map'), expected)
+    # a batch of cold users only: no map rows, a connected zero
+    ei = train[INTERACTS].edge_index
+    rows = torch.isin(ei[0], train.cold_users).nonzero().view(-1)
+    cold_batch = CDRBatch.full(train, ei[0, rows], ei[1, rows], ei[1, rows].view(-1, 1))
+    assert m.map_users(cold_batch).numel() == 0
+    loss = m.loss(cold_batch, 'map')
+    assert loss.item() == 0.0
+    loss.backward()
+
+
+def test_scores_by_hand():
+    train, _, _ = cold_split()
+    torch.manual_seed(1)
+    m = EMCDR.from_data(train)
+    z = m.encode(CDRBatch.full(train))
+    assert z[USER].shape == (10, 2, 10)
+    assert torch.equal(m.mapping(torch.zeros(1, 10)), torch.zeros(1, 10))  # bias-free linear
+    Ps, Pt, Q = m.source_user.weight, m.target_user.weight, m.item_emb.weight
+    t_items = (train[ITEM].domain == 1).nonzero().view(-1)
+    s_items = (train[ITEM].domain == 0).nonzero().view(-1)
+    cold, warm = int(train.cold_users[0]), int(train.bridge_users[0])
+    W = m.mapping.mlp.lins[0].weight
+    full = torch.full_like(t_items, cold)
+    torch.testing.assert_close(m.score(z, full, t_items, torch.ones_like(t_items)),
+                               (Ps[cold] @ W.t()) @ Q[t_items].t())
+    torch.testing.assert_close(m.score(z, full.fill_(warm), t_items, torch.ones_like(t_items)),
+                               Pt[warm] @ Q[t_items].t())
+    s = torch.full_like(s_items, warm)
+    torch.testing.assert_close(m.score(z, s, s_items, torch.zeros_like(s_items)), Ps[warm] @ Q[s_items].t())
+    top = m.recommend(CDRBatch.full(train), train.cold_users, domain=1, k=2)
+    assert bool((train[ITEM].domain[top] == 1).all())
+
+
+def test_warm_use_mapping_switch_changes_warm_scores():
+    train, _, _ = cold_split()
+    torch.manual_seed(2)
+    a = EMCDR.from_data(train)
+    b = EMCDR.from_data(train, warm_use_mapping=True)
+    b.load_state_dict(a.state_dict(), strict=False)
+    b.attach(train)
+    warm = train.bridge_users
+    assert not a.mapped_mask[warm].any() and b.mapped_mask[warm].all()
+    assert not b.mapped_mask[9]  # target-only user: no source factor to map
+    za, zb = a.encode(CDRBatch.full(train)), b.encode(CDRBatch.full(train))
+    assert not torch.allclose(za[USER][warm, 1], zb[USER][warm, 1])
+    torch.testing.assert_close(zb[USER][warm, 1], b.mapping(b.source_user.weight[warm]))
+    torch.testing.assert_close(za[USER][train.cold_users], zb[USER][train.cold_users])
+
+
+def test_sampled_schema_gives_full_graph_scores():
+    train, _, _ = cold_split()
+    m = EMCDR.from_data(train)
+    users, items = torch.tensor([7, 2, 5]), torch.tensor([9, 1, 6, 3])
+    sub = HeteroData()  # a sampled subgraph in local ids (these models read no edges)
+    sub[USER].num_nodes, sub[ITEM].num_nodes, sub['domain'].num_nodes = 3, 4, 2
+    sub[ITEM].domain = train[ITEM].domain[items]
+    sub[INTERACTS].edge_index = torch.empty(2, 0, dtype=torch.long)
+    batch = CDRBatch(graph=sub, user=torch.tensor([0, 1, 2]), pos_item=torch.tensor([0, 2, 3]),
+                     neg_item=torch.tensor([[1], [0], [1]]), n_id={USER: users, ITEM: items})
+    ref = CDRBatch.full(train, users[batch.user], items[batch.pos_item], items[batch.neg_item])
+    torch.testing.assert_close(m(batch), m(ref))
+
+
+def test_both_stages_lower_their_loss():
+    train, _, _ = cold_split(rating=False)
+    batch = full_batch(train, label=False)
+    torch.manual_seed(0)
+    m = EMCDR.from_data(train, embedding_dim=8, hidden_channels=16)
+    assert m(batch).shape == (batch.batch_size * 3,)
+    for stage in m.stages:
+        opt = torch.optim.Adam(m.stage_parameters(stage), lr=0.05)
+        losses = []
+        for _ in range(30):
+            opt.zero_grad()
+            loss = m.loss(batch, stage)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.8 * losses[0], stage
+
+
+def test_other_domains_score_zero_and_pretrain_ignores_them():
+    rows = [(u, i, d) for u in range(4) for d, i in (('S', u % 2), ('T', u % 3), ('O', 0))]
+    data = from_interactions(pd.DataFrame(rows, columns=['user', 'item', 'domain']), domains=['O', 'S', 'T'])
+    m = EMCDR.from_data(data, source_domain='S', target_domain='T')
+    assert (m.source_domain, m.target_domain) == (1, 2) and m.bridge_mask.all()
+    z = m.encode(CDRBatch.full(data))
+    assert z[USER].shape == (4, 3, 10) and torch.equal(z[USER][:, 0], torch.zeros(4, 10))
+    ei = data[INTERACTS].edge_index
+    o_rows = (data[ITEM].domain[ei[1]] == 0).nonzero().view(-1)
+    batch = CDRBatch.full(data, ei[0, o_rows], ei[1, o_rows], ei[1, o_rows].view(-1, 1))
+    assert torch.equal(m(batch), torch.zeros(2 * o_rows.numel()))
+    loss = m.loss(batch, 'pretrain')
+    assert loss.item() == 0.0
+    loss.backward()
+    assert no_grad(m.item_emb.weight) and no_grad(m.source_user.weight)

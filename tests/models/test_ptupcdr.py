@@ -1,0 +1,256 @@
+"""PTUPCDR: personalised meta bridges from the source history (MODELS.md §9.5)."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+
+from cdrgraph.data.build import domain_item_ranges, from_interactions
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
+from cdrgraph.transforms.cold_start_split import ColdStartSplit
+
+
+def cold_split(rating=True, seed=0):
+    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
+    g = torch.Generator().manual_seed(seed)
+    rows, t = [], 0
+    for u in range(10):
+        for d, n in (('S', 6), ('T', 5)):
+            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
+                continue
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
+                t += 1
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
+    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
+    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
+
+
+def full_batch(train, num_negatives=2, seed=0, label=True):
+    """Every training edge as a positive; negatives uniform over the positive's domain."""
+    g = torch.Generator().manual_seed(seed)
+    ei = train[INTERACTS].edge_index
+    ranges = torch.tensor(domain_item_ranges(train))
+    r = ranges[train[ITEM].domain[ei[1]]]
+    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
+    rating = getattr(train[INTERACTS], 'rating', None)
+    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
+
+
+def no_grad(p):
+    return p.grad is None or p.grad.abs().sum() == 0
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def step(model, batch, stage, lr=0.05):
+    params = list(model.stage_parameters(stage))
+    opt = torch.optim.Adam(params, lr=lr)
+    opt.zero_grad()
+    loss = model.loss(batch, stage)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def meta_param_names(model):
+    return {n for n, _ in model.named_parameters() if n.startswith('meta.')}
+
+
+def test_from_data_repr_and_histories():
+    train, _, _ = cold_split()
+    m = PTUPCDR.from_data(train)
+    assert PTUPCDR.stages == ('pretrain', 'meta')
+    assert torch.equal(m.bridge_mask.nonzero().view(-1), train.bridge_users)
+    assert torch.equal(m.mapped_mask.nonzero().view(-1), torch.tensor([4, 6, 8]))  # no target training edge
+    assert m.history_index.shape == (10, 20) and m.history_mask.dtype == torch.bool
+    # source items rated >= 4, time order; S item node ids equal the raw ids
+    # user 3 rated (5: 1.0, 4: 5.0, 0: 4.0) -> [4, 0]; user 1 rated (2: 2.0, 0: 5.0, 1: 2.0) -> [0]
+    assert m.history_index[3][m.history_mask[3]].tolist() == [4, 0]
+    assert m.history_index[1][m.history_mask[1]].tolist() == [0]  # real item 0 is not masked
+    assert not m.history_mask[6].any() and not m.history_mask[9].any()
+    keep_all = PTUPCDR.from_data(train, history_min_rating=None, max_len=2)
+    assert keep_all.history_index[0][keep_all.history_mask[0]].tolist() == [5, 3]  # last 2 by time
+    assert repr(m) == ('PTUPCDR(num_users=10, num_items=11, source_domain=0, target_domain=1, '
+                       'embedding_dim=10, meta_dim=50, max_len=20, history_min_rating=4.0, objective='auto', '
+                       "compat=PTUPCDRCompat(empty_history='learned'))")
+    with pytest.raises(RuntimeError, match='from_data'):
+        PTUPCDR(10, 11).loss(full_batch(train), 'meta')
+
+
+def test_histories_use_training_edges_only_and_warn_on_empty_filter():
+    train, _, _ = cold_split()
+    st = train[INTERACTS]
+    ei = st.edge_index
+    st.split = torch.zeros(ei.size(1), dtype=torch.long)
+    st.split[(ei[0] == 3) & (ei[1] == 4)] = 2  # a given-split test edge of user 3
+    m = PTUPCDR.from_data(train)
+    assert m.history_index[3][m.history_mask[3]].tolist() == [0]
+    del st.split
+    st.rating = torch.ones_like(st.rating)  # implicit feedback stored as rating 1
+    with pytest.warns(UserWarning, match='every history is empty'):
+        m = PTUPCDR.from_data(train)
+    assert not m.history_mask.any()
+    assert PTUPCDR.from_data(train, history_min_rating=None).history_mask[:9].any(-1).all()
+
+
+def test_history_before_target_is_reported():
+    train, _, _ = cold_split()
+    train.history_before_target = True
+    with pytest.warns(UserWarning, match='history_before_target=True is not applied'):
+        PTUPCDR.from_data(train)
+
+
+def test_meta_step_updates_only_the_meta_network():
+    train, _, _ = cold_split()
+    torch.manual_seed(0)
+    m = PTUPCDR.from_data(train)
+    batch = full_batch(train)
+    assert {id(p) for p in m.stage_parameters('meta')} == {id(p) for p in m.meta.parameters()}
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    extra = m.extra_row.clone()
+    opt = torch.optim.Adam(m.stage_parameters('meta'), lr=0.05)
+    m.loss(batch, 'meta').backward()
+    opt.step()
+    changed = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == meta_param_names(m) - {'meta.no_history'}  # every bridge user has a history here
+    for n in ('source_user.weight', 'target_user.weight', 'item_emb.weight'):
+        assert dict(m.named_parameters())[n].grad is None, n
+    assert torch.equal(m.extra_row, extra)
+
+
+def test_pretrain_step_leaves_meta_untouched():
+    train, _, _ = cold_split()
+    m = PTUPCDR.from_data(train)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    opt = torch.optim.Adam(m.stage_parameters('pretrain'), lr=0.05)
+    m.loss(full_batch(train), 'pretrain').backward()
+    opt.step()
+    for n, p in m.named_parameters():
+        assert torch.equal(p, before[n]) == n.startswith('meta.'), n
+
+
+def test_bridge_is_personal_and_identity_decoder_gives_source_vector():
+    train, _, _ = cold_split()
+    torch.manual_seed(1)
+    m = PTUPCDR.from_data(train)
+    W = m.bridge(torch.tensor([0, 3, 4]))
+    assert W.shape == (3, 10, 10)
+    assert not torch.allclose(W[0], W[1]) and not torch.allclose(W[1], W[2])
+    with torch.no_grad():
+        m.meta.decoder.lins[1].weight.zero_()
+        m.meta.decoder.lins[1].bias.copy_(torch.eye(10).view(-1))
+    users = torch.arange(10)
+    torch.testing.assert_close(m.transfer(users), m.source_user.weight[users])
+
+
+def test_padding_slot_content_is_ignored():
+    train, _, _ = cold_split()
+    torch.manual_seed(2)
+    m = PTUPCDR.from_data(train)
+    users = torch.arange(10)
+    ref = m.transfer(users)
+    assert not m.history_mask[3, 5]
+    m.history_index[3, 5] = 7       # a padded slot now points at another (target) item
+    m.history_index[0, 10] = 4
+    assert torch.equal(m.transfer(users), ref)
+
+
+def test_meta_loss_uses_bridge_users_target_ratings():
+    train, _, _ = cold_split()
+    torch.manual_seed(3)
+    m = PTUPCDR.from_data(train)
+    batch = full_batch(train)
+    ei, y = train[INTERACTS].edge_index, train[INTERACTS].rating
+    rows = (train[ITEM].domain[ei[1]] == 1) & torch.isin(ei[0], train.bridge_users)
+    assert torch.equal(m.meta_users(batch), rows)
+    assert not torch.isin(ei[0, rows], train.cold_users).any()
+    pred = (m.transfer(ei[0, rows]) * m.item_emb.weight[ei[1, rows]]).sum(-1)
+    torch.testing.assert_close(m.loss(batch, 'meta'), ((pred - y[rows]) ** 2).mean())
+
+
+def test_scores_by_hand_and_recommend():
+    train, _, _ = cold_split()
+    torch.manual_seed(4)
+    m = PTUPCDR.from_data(train)
+    z = m.encode(CDRBatch.full(train))
+    assert z[USER].shape == (10, 2, 10)
+    Ps, Pt, Q = m.source_user.weight, m.target_user.weight, m.item_emb.weight
+    t_items = (train[ITEM].domain == 1).nonzero().view(-1)
+    one = torch.ones_like(t_items)
+    for cold in train.cold_users.tolist():
+        expected = m.transfer(torch.tensor([cold]))[0] @ Q[t_items].t()
+        torch.testing.assert_close(m.score(z, one * cold, t_items, one), expected)
+    warm = int(train.bridge_users[0])
+    torch.testing.assert_close(m.score(z, one * warm, t_items, one), Pt[warm] @ Q[t_items].t())
+    torch.testing.assert_close(m.score(z, torch.tensor([warm]), torch.tensor([0]), torch.tensor([0])),
+                               (Ps[warm] * Q[0]).sum().view(1))
+    top = m.recommend(CDRBatch.full(train), train.cold_users, domain=1, k=3)
+    assert bool((train[ITEM].domain[top] == 1).all())
+
+
+def test_compat_empty_history_extra_row():
+    assert PTUPCDRCompat.reference() == PTUPCDRCompat(empty_history='extra_row')
+    with pytest.raises(ValueError, match='empty_history must be one of'):
+        PTUPCDRCompat(empty_history='zeros')
+    train, _, _ = cold_split()
+    torch.manual_seed(5)
+    ours = PTUPCDR.from_data(train)
+    ref = PTUPCDR.from_data(train, compat=PTUPCDRCompat.reference())
+    ref.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        ours.meta.no_history.fill_(0.3)
+        ref.meta.no_history.fill_(0.3)
+    # user 6 (cold) has an empty history: ours uses no_history, the reference code the extra row
+    u = torch.tensor([6])
+    Ps = ours.source_user.weight[6]
+    torch.testing.assert_close(ours.transfer(u)[0], Ps @ ours.meta.bridge(torch.full((1, 10), 0.3))[0])
+    torch.testing.assert_close(ref.transfer(u)[0], Ps @ ref.meta.bridge(ref.extra_row.view(1, -1))[0])
+    assert not torch.allclose(ours.transfer(u), ref.transfer(u))
+    # users with a history are scored identically
+    torch.testing.assert_close(ours.transfer(torch.tensor([0, 3])), ref.transfer(torch.tensor([0, 3])))
+    # a bridge user with an empty history: only ours trains the "no history" vector in the meta stage
+    batch = full_batch(train)
+    for model, trains in ((ours, True), (ref, False)):
+        model.history_mask[0] = False
+        model.loss(batch, 'meta').backward()
+        g = model.meta.no_history.grad
+        assert (g is not None and g.abs().sum() > 0) == trains
+
+
+def test_sampled_schema_gives_full_graph_scores():
+    train, _, _ = cold_split()
+    m = PTUPCDR.from_data(train)
+    users, items = torch.tensor([6, 2, 4]), torch.tensor([9, 1, 6, 3])
+    sub = HeteroData()  # a sampled subgraph in local ids (the model reads no edges)
+    sub[USER].num_nodes, sub[ITEM].num_nodes, sub['domain'].num_nodes = 3, 4, 2
+    sub[ITEM].domain = train[ITEM].domain[items]
+    sub[INTERACTS].edge_index = torch.empty(2, 0, dtype=torch.long)
+    batch = CDRBatch(graph=sub, user=torch.tensor([0, 1, 2]), pos_item=torch.tensor([0, 2, 3]),
+                     neg_item=torch.tensor([[1], [0], [2]]), n_id={USER: users, ITEM: items})
+    ref = CDRBatch.full(train, users[batch.user], items[batch.pos_item], items[batch.neg_item])
+    torch.testing.assert_close(m(batch), m(ref))
+
+
+@pytest.mark.parametrize('rating', [True, False])
+def test_both_stages_lower_their_loss(rating):
+    train, _, _ = cold_split(rating=rating)
+    batch = full_batch(train, label=rating)
+    torch.manual_seed(0)
+    m = PTUPCDR.from_data(train, embedding_dim=8, meta_dim=16)
+    assert m(batch).shape == (batch.batch_size * 3,) and torch.isfinite(m(batch)).all()
+    for stage in m.stages:
+        opt = torch.optim.Adam(m.stage_parameters(stage), lr=0.02)
+        losses = []
+        for _ in range(30):
+            opt.zero_grad()
+            loss = m.loss(batch, stage)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.8 * losses[0], (stage, losses)
