@@ -54,7 +54,7 @@ def test_from_data_repr_and_errors():
     m = CMF.from_data(train, embedding_dim=8, domain_weight=(0.5, 0.5))
     assert m.num_domains == 2 and m.user_emb.weight.shape == (10, 8)
     assert repr(m) == ('CMF(num_users=10, num_items=11, num_domains=2, embedding_dim=8, '
-                       'domain_weight=(0.5, 0.5), objective='auto')')
+                       'domain_weight=(0.5, 0.5), objective=\'auto\')')
     with pytest.raises(ValueError, match='domain_weight must hold 2 non-negative'):
         CMF(4, 4, domain_weight=(1.0,))
     with pytest.raises(ValueError, match='domain_weight must hold 2 non-negative'):

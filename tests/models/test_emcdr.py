@@ -68,7 +68,7 @@ def test_from_data_reads_split_and_repr():
     assert torch.equal(m.mapped_mask.nonzero().view(-1), torch.sort(torch.cat([train.cold_users,
                                                                                torch.tensor([8])])).values)
     assert repr(m) == ('EMCDR(num_users=10, num_items=11, source_domain=0, target_domain=1, '
-                       'embedding_dim=10, hidden_channels=None, warm_use_mapping=False, objective='auto')')
+                       'embedding_dim=10, hidden_channels=None, warm_use_mapping=False, objective=\'auto\')')
     with pytest.raises(RuntimeError, match=r'EMCDR.from_data\(train\) or call model.attach'):
         EMCDR(10, 11).encode(CDRBatch.full(train))
     with pytest.raises(ValueError, match='source_domain and target_domain are both 1'):

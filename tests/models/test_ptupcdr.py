@@ -77,7 +77,7 @@ def test_from_data_repr_and_histories():
     keep_all = PTUPCDR.from_data(train, history_min_rating=None, max_len=2)
     assert keep_all.history_index[0][keep_all.history_mask[0]].tolist() == [5, 3]  # last 2 by time
     assert repr(m) == ('PTUPCDR(num_users=10, num_items=11, source_domain=0, target_domain=1, '
-                       'embedding_dim=10, meta_dim=50, max_len=20, history_min_rating=4.0, objective='auto', '
+                       'embedding_dim=10, meta_dim=50, max_len=20, history_min_rating=4.0, objective=\'auto\', '
                        "compat=PTUPCDRCompat(empty_history='learned'))")
     with pytest.raises(RuntimeError, match='from_data'):
         PTUPCDR(10, 11).loss(full_batch(train), 'meta')

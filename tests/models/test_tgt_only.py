@@ -43,7 +43,7 @@ def test_from_data_reads_target_and_repr():
     train, _, _ = cold_split()
     m = TgtOnly.from_data(train)
     assert m.target_domain == 1 and m.user_emb.weight.shape == (10, 10) and m.item_emb.num_embeddings == 11
-    assert repr(m) == 'TgtOnly(num_users=10, num_items=11, target_domain=1, embedding_dim=10, objective='auto')'
+    assert repr(m) == 'TgtOnly(num_users=10, num_items=11, target_domain=1, embedding_dim=10, objective=\'auto\')'
     assert TgtOnly.from_data(train, target_domain='T').target_domain == 1
     with pytest.raises(ValueError, match='contradicts data.target_domain=1'):
         TgtOnly.from_data(train, target_domain='S')
