@@ -322,3 +322,34 @@ class CDRDataset(InMemoryDataset):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(domains={self.domain_names})'
+
+
+class PairCDRDataset(CDRDataset):
+    r"""A :class:`CDRDataset` of a dual-domain pair :obj:`'x_y'` stored as
+    two raw folders, ``x_y/`` (domain ``x``) and ``y_x/`` (domain ``y``),
+    each holding the files :attr:`files` (``.txt`` or ``.txt.gz``).
+
+    Subclasses set ``self.pair`` (:func:`_split_pair`) before calling
+    ``super().__init__`` and define :attr:`files`.
+    """
+
+    pair: tuple[str, str]
+    #: required files of each domain folder (``.txt`` or ``.txt.gz``)
+    files: tuple[str, ...] = ()
+
+    @property
+    def folders(self) -> tuple[str, str]:
+        r"""Raw folders of the two domains: ``('x_y', 'y_x')``."""
+        x, y = self.pair
+        return f'{x}_{y}', f'{y}_{x}'
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return [_resolve_raw(self.raw_dir, f'{d}/{f}.txt') for d in self.folders for f in self.files]
+
+    def _path(self, folder: str, stem: str) -> str:
+        r"""Path of the raw file ``folder/stem.txt`` (or its ``.gz``)."""
+        return osp.join(self.raw_dir, _resolve_raw(self.raw_dir, f'{folder}/{stem}.txt'))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(pair='{self.pair[0]}_{self.pair[1]}', domains={self.domain_names})"

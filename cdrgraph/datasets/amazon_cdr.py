@@ -14,13 +14,12 @@ from torch_geometric.data import HeteroData
 from cdrgraph.data.build import IdMaps, from_interactions
 from cdrgraph.data.schema import ITEM, PAD, TEST, TRAIN
 from cdrgraph.datasets._base import (
-    CDRDataset,
     DataFormatError,
+    PairCDRDataset,
     _check_disjoint,
     _check_no_duplicates,
     _optional_raw,
     _read_pairs,
-    _resolve_raw,
     _split_pair,
     line_of,
 )
@@ -81,7 +80,7 @@ def _map_items(id_maps: IdMaps, domain: str, raw: np.ndarray) -> np.ndarray:
     return id_maps[ITEM].get_indexer(keys).reshape(raw.shape)
 
 
-class AmazonCDR(CDRDataset):
+class AmazonCDR(PairCDRDataset):
     r"""Amazon dual-domain cross-domain recommendation pairs in the format of
     DisenCDR (Cao et al., SIGIR 2022) and Bi-TGCF (Liu et al., CIKM 2020).
 
@@ -153,21 +152,8 @@ class AmazonCDR(CDRDataset):
         super().__init__(root, raw_dir, transform, pre_transform, force_reload)
 
     @property
-    def folders(self) -> tuple[str, str]:
-        r"""Raw folders of the two domains: ``('x_y', 'y_x')``."""
-        x, y = self.pair
-        return f'{x}_{y}', f'{y}_{x}'
-
-    @property
     def name(self) -> str:
         return 'amazon_cdr_{}_{}'.format(*self.pair)
-
-    @property
-    def raw_file_names(self) -> list[str]:
-        return [_resolve_raw(self.raw_dir, f'{d}/{f}.txt') for d in self.folders for f in self.files]
-
-    def _path(self, folder: str, stem: str) -> str:
-        return osp.join(self.raw_dir, _resolve_raw(self.raw_dir, f'{folder}/{stem}.txt'))
 
     def _read(self, folder: str, stem: str) -> pd.DataFrame:
         df = _read_pairs(self._path(folder, stem), self.columns,
@@ -263,6 +249,3 @@ class AmazonCDR(CDRDataset):
             raise DataFormatError(f'{path}, line {lines[r]}: (user, pos_item) = {tuple(keys[r].tolist())}, '
                                   f"but line {r + orig.attrs['first_line']} of {orig.attrs['path']} is "
                                   f'{tuple(exp[r].tolist())}; {len(diff)} row(s) out of order')
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(pair='{self.pair[0]}_{self.pair[1]}', domains={self.domain_names})"

@@ -15,12 +15,11 @@ from torch_geometric.data import HeteroData
 from cdrgraph.data.build import IdMaps, from_interactions
 from cdrgraph.data.schema import TEST, TRAIN, USER, VAL
 from cdrgraph.datasets._base import (
-    CDRDataset,
     DataFormatError,
+    PairCDRDataset,
     _check_disjoint,
     _check_no_duplicates,
     _read_pairs,
-    _resolve_raw,
     _split_pair,
     line_of,
 )
@@ -30,7 +29,7 @@ __all__ = ['AmazonCDRIB']
 _COMMON_RE = re.compile(r'common user num\s+(\d+)')
 
 
-class AmazonCDRIB(CDRDataset):
+class AmazonCDRIB(PairCDRDataset):
     r"""Amazon cold-start cross-domain recommendation pairs of CDRIB
     (Cao et al., "Cross-Domain Recommendation to Cold-Start Users via
     Variational Information Bottleneck", ICDE 2022), re-used by UniCDR's
@@ -112,23 +111,13 @@ class AmazonCDRIB(CDRDataset):
         super().__init__(root, raw_dir, transform, pre_transform, force_reload)
 
     @property
-    def folders(self) -> tuple[str, str]:
-        r"""Raw folders of the two domains: ``('x_y', 'y_x')``."""
-        x, y = self.pair
-        return f'{x}_{y}', f'{y}_{x}'
-
-    @property
     def name(self) -> str:
         suffix = '' if self.num_common_users is None else f'_common{self.num_common_users}'
         return 'amazon_cdrib_{}_{}{}'.format(*self.pair, suffix)
 
-    @property
-    def raw_file_names(self) -> list[str]:
-        return [_resolve_raw(self.raw_dir, f'{d}/{f}.txt') for d in self.folders for f in self.files]
-
     def _read(self, folder: str, stem: str) -> pd.DataFrame:
-        path = osp.join(self.raw_dir, _resolve_raw(self.raw_dir, f'{folder}/{stem}.txt'))
-        return _read_pairs(path, ('user', 'item'), fix="Expected lines 'user<TAB>item' (CDRIB format).")
+        return _read_pairs(self._path(folder, stem), ('user', 'item'),
+                           fix="Expected lines 'user<TAB>item' (CDRIB format).")
 
     def logged_common_users(self) -> dict[str, int]:
         r"""``'common user num'`` of every ``*_data_info.txt`` log in the two
@@ -232,6 +221,3 @@ class AmazonCDRIB(CDRDataset):
             warnings.warn(f'{self.__class__.__name__}(pair={self.pair}): derived n_common={n} matches no '
                           f'preprocessing log {logged}; pass num_common_users to override', stacklevel=3)
         return n
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(pair='{self.pair[0]}_{self.pair[1]}', domains={self.domain_names})"

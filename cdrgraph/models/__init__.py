@@ -10,5 +10,5 @@ from cdrgraph.models.popularity import Popularity
 from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
 from cdrgraph.models.tgt_only import TgtOnly
 
-__all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR', 'PTUPCDRCompat',
-           'BiTGCF', 'HeroGRAPH']
+__all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR',
+           'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH']

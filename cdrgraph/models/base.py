@@ -20,6 +20,38 @@ _PAIR_CHUNK = 1 << 20   # pairs per chunk when scoring pair by pair
 _SCORE_CHUNK = 1 << 24  # score-matrix entries per chunk in recommend
 
 
+def check_ids(model: torch.nn.Module, nid: Tensor, num: int, node_type: str) -> None:
+    r"""Raise a clear error when a batch refers to a node the model's table lacks."""
+    if nid.numel() and int(nid.max()) >= num:
+        raise ValueError(f'{model.__class__.__name__}: the batch holds {node_type} id {int(nid.max())} '
+                         'but the '
+                         f'model has {num} {node_type} rows; build it with '
+                         f'{model.__class__.__name__}.from_data(train_data) on the same graph')
+
+
+def check_sizes(owner: str, **sizes: int) -> None:
+    r"""Raise when one of the keyword ``sizes`` is ``< 1`` (the message lists
+    them all, in the given order)."""
+    if any(v < 1 for v in sizes.values()):
+        got = ', '.join(f'{k}={v}' for k, v in sizes.items())
+        raise ValueError(f'{owner}: sizes must be positive, got {got}')
+
+
+def check_non_negative(owner: str, name: str, value: float) -> None:
+    r"""Raise when the argument ``name`` is ``< 0``."""
+    if value < 0:
+        raise ValueError(f'{owner}: {name} must be >= 0, got {value}')
+
+
+def check_item_domains(owner: str, batch: CDRBatch, num_domains: int) -> None:
+    r"""Raise when ``batch.graph``'s ``item.domain`` holds a domain the model
+    (built for ``num_domains``) does not have."""
+    dom = batch.graph[ITEM].domain
+    if dom.numel() and int(dom.max()) >= num_domains:
+        raise ValueError(f'{owner}: batch.graph item.domain holds domain {int(dom.max())} but the model '
+                         f'has {num_domains} domains; build it with {owner}.from_data(train_data)')
+
+
 class CDRModel(torch.nn.Module):
     r"""Base class of cross-domain recommendation models over the cdrgraph
     :class:`~torch_geometric.data.HeteroData`.
@@ -95,6 +127,15 @@ class CDRModel(torch.nn.Module):
             n = int(batch.graph[node_type].num_nodes)
             nid = torch.arange(n, device=batch.graph[INTERACTS].edge_index.device)
         return nid
+
+    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
+        r"""Global user and item ids of the batch graph (:meth:`node_ids`),
+        checked against the model's ``num_users``/``num_items`` table rows
+        (for models with one user and one item table)."""
+        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
+        check_ids(self, uid, self.num_users, USER)
+        check_ids(self, iid, self.num_items, ITEM)
+        return uid, iid
 
     def forward(self, batch: CDRBatch) -> Tensor:
         r"""Scores ``[B * (1 + n)]`` of ``batch.edge_label_index`` (positives first)."""

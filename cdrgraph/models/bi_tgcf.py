@@ -12,8 +12,8 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import INTERACTS, ITEM, USER, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
+from cdrgraph.models._objective import domain_scores, require_negatives
+from cdrgraph.models.base import CDRModel, ZDict, check_item_domains, check_non_negative, check_sizes
 from cdrgraph.nn.conv.bi_tgcf_conv import BiTGCFConv
 from cdrgraph.nn.conv.transfer_conv import TransferConv
 from cdrgraph.nn.embedding import DomainEmbedding
@@ -110,16 +110,12 @@ class BiTGCF(CDRModel):
                  num_layers: int = 2, lambdas: float | Sequence[float] = 0.8, dropout: float = 0.3,
                  reg_weight: float = 1e-3, transfer: bool = True, connect: str = 'concat') -> None:
         super().__init__()
-        if num_users < 1 or num_items < 1 or embedding_dim < 1 or num_domains < 1:
-            raise ValueError(f'BiTGCF: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, num_domains={num_domains}, '
-                             f'embedding_dim={embedding_dim}')
-        if num_layers < 0:
-            raise ValueError(f'BiTGCF: num_layers must be >= 0, got {num_layers}')
+        check_sizes('BiTGCF', num_users=num_users, num_items=num_items, num_domains=num_domains,
+                    embedding_dim=embedding_dim)
+        check_non_negative('BiTGCF', 'num_layers', num_layers)
         if connect not in CONNECT:
             raise ValueError(f'BiTGCF: connect must be one of {CONNECT}, got {connect!r}')
-        if reg_weight < 0:
-            raise ValueError(f'BiTGCF: reg_weight must be >= 0, got {reg_weight}')
+        check_non_negative('BiTGCF', 'reg_weight', reg_weight)
         self.num_users = num_users
         self.num_items = num_items
         self.num_domains = num_domains
@@ -162,13 +158,8 @@ class BiTGCF(CDRModel):
 
     # ------------------------------------------------------------------ helpers
     def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        dom = batch.graph[ITEM].domain
-        if dom.numel() and int(dom.max()) >= self.num_domains:
-            raise ValueError(f'BiTGCF: batch.graph item.domain holds domain {int(dom.max())} but the model '
-                             f'has {self.num_domains} domains; build it with BiTGCF.from_data(train_data)')
+        uid, iid = super()._ids(batch)
+        check_item_domains('BiTGCF', batch, self.num_domains)
         return uid, iid
 
     def _block_graph(self, graph: HeteroData, num_users: int) -> tuple[Tensor, Tensor]:
@@ -224,20 +215,12 @@ class BiTGCF(CDRModel):
         r"""Sum over the batch's domains of pointwise BCE + ``reg_weight``·L2
         on that domain's ego rows."""
         self._check_stage(stage)
-        if batch.batch_size == 0 or batch.num_negatives == 0:
-            raise ValueError(f'BiTGCF.loss needs a non-empty batch with at least one negative per positive '
-                             f'(got batch_size={batch.batch_size}, num_negatives={batch.num_negatives}); use '
-                             'CDRLinkLoader(num_negatives>=1)')
+        require_negatives('BiTGCF', batch)
         z = self.encode(batch)
         uid, iid = self._ids(batch)
-        pair_dom = batch.domain
         total = z[ITEM].new_zeros(())
-        for d in torch.unique(pair_dom).tolist():
-            sel = pair_dom == d
-            users, pos, neg = batch.user[sel], batch.pos_item[sel], batch.neg_item[sel]
-            zu = z[USER][users, d]
-            pos_s = (zu * z[ITEM][pos]).sum(-1)
-            neg_s = (zu.unsqueeze(1) * z[ITEM][neg]).sum(-1).reshape(-1)
+        for d, users, pos, neg, pos_s, neg_s in domain_scores(z, batch):
+            neg_s = neg_s.reshape(-1)
             score = torch.cat([pos_s, neg_s])
             label = torch.cat([torch.ones_like(pos_s), torch.zeros_like(neg_s)])
             dom = torch.full_like(users, d)

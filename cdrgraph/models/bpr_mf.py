@@ -8,19 +8,12 @@ from torch import Tensor
 
 from cdrgraph.data.schema import ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.models._objective import require_negatives
 from cdrgraph.models.base import ITEM_BIAS, CDRModel, ZDict
+from cdrgraph.models.base import check_ids as check_ids  # re-export
 from cdrgraph.nn.loss import BPRLoss
 
 __all__ = ['BPRMF']
-
-
-def check_ids(model: torch.nn.Module, nid: Tensor, num: int, node_type: str) -> None:
-    r"""Raise a clear error when a batch refers to a node the model's table lacks."""
-    if nid.numel() and int(nid.max()) >= num:
-        raise ValueError(f'{model.__class__.__name__}: the batch holds {node_type} id {int(nid.max())} '
-                         'but the '
-                         f'model has {num} {node_type} rows; build it with '
-                         f'{model.__class__.__name__}.from_data(train_data) on the same graph')
 
 
 class BPRMF(CDRModel):
@@ -84,18 +77,9 @@ class BPRMF(CDRModel):
             torch.nn.init.zeros_(self.item_bias)
 
     # ------------------------------------------------------------------ helpers
-    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        return uid, iid
-
     def _ego(self, batch: CDRBatch, uid: Tensor, iid: Tensor) -> list[Tensor]:
         r"""Ego rows (and biases) of the batch's users, positives and negatives."""
-        if batch.batch_size == 0 or batch.num_negatives == 0:
-            raise ValueError(f'{self.__class__.__name__}.loss needs a non-empty batch with at least one '
-                             f'negative per positive (got batch_size={batch.batch_size}, '
-                             f'num_negatives={batch.num_negatives}); use CDRLinkLoader(num_negatives>=1)')
+        require_negatives(self.__class__.__name__, batch)
         pos, neg = iid[batch.pos_item], iid[batch.neg_item]
         ego = [self.user_emb(uid[batch.user]), self.item_emb(pos), self.item_emb(neg)]
         if self.item_bias is not None:

@@ -11,9 +11,8 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import ITEM, USER, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
-from cdrgraph.models.tgt_only import batch_rows, check_objective, mf_objective
+from cdrgraph.models._objective import check_objective, domain_mf_loss
+from cdrgraph.models.base import CDRModel, ZDict, check_non_negative, check_sizes
 
 __all__ = ['CMF']
 
@@ -65,12 +64,9 @@ class CMF(CDRModel):
                  weight_decay: float = 0.0, init_std: float = 0.1) -> None:
         super().__init__()
         name = self.__class__.__name__
-        if num_users < 1 or num_items < 1 or num_domains < 1 or embedding_dim < 1:
-            raise ValueError(f'{name}: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, num_domains={num_domains}, '
-                             f'embedding_dim={embedding_dim}')
-        if weight_decay < 0:
-            raise ValueError(f'{name}: weight_decay must be >= 0, got {weight_decay}')
+        check_sizes(name, num_users=num_users, num_items=num_items, num_domains=num_domains,
+                    embedding_dim=embedding_dim)
+        check_non_negative(name, 'weight_decay', weight_decay)
         weight = [1.0] * num_domains if domain_weight is None else [float(w) for w in domain_weight]
         if len(weight) != num_domains or any(w < 0 for w in weight):
             raise ValueError(f'{name}: domain_weight must hold {num_domains} non-negative weights (one per '
@@ -100,12 +96,6 @@ class CMF(CDRModel):
         return cls(num_users=int(data[USER].num_nodes), num_items=int(data[ITEM].num_nodes),
                    num_domains=num_domains(data), **kwargs)
 
-    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        return uid, iid
-
     def encode(self, batch: CDRBatch) -> ZDict:
         uid, iid = self._ids(batch)
         return {USER: self.user_emb(uid), ITEM: self.item_emb(iid)}
@@ -125,10 +115,8 @@ class CMF(CDRModel):
             w = self.domain_weight[k]
             if w == 0:
                 continue  # no gradient at all from this domain
-            user, pos, neg, label = batch_rows(batch, dom == k)
-            eu, ep, en = self.user_emb(uid[user]), self.item_emb(iid[pos]), self.item_emb(iid[neg])
-            lk = w * mf_objective(self.__class__.__name__, self.objective, eu, ep, en, label,
-                                  self.weight_decay, (eu, ep, en))
+            lk = w * domain_mf_loss(self.__class__.__name__, self.objective, batch, dom == k, self.user_emb,
+                                    self.item_emb, uid, iid, self.weight_decay)
             total = lk if total is None else total + lk
         if total is None:  # empty batch or only zero-weight domains: a connected zero
             total = self.user_emb.weight[:0].sum() * 0.0

@@ -2,8 +2,8 @@ r"""EMCDR (Man et al., IJCAI 2017): per-domain MF plus a source-to-target
 mapping learned on overlapping users."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -12,18 +12,14 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import ITEM, USER, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
-from cdrgraph.models.tgt_only import (
-    batch_rows,
-    check_domain,
-    check_objective,
-    mf_objective,
-    resolve_domain_arg,
-)
+from cdrgraph.models._objective import check_objective, domain_mf_loss
+from cdrgraph.models.base import CDRModel, ZDict, check_non_negative, check_sizes
+from cdrgraph.models.tgt_only import check_domain, resolve_domain_arg
 from cdrgraph.nn.heads.mapping_head import MappingHead
 
 __all__ = ['EMCDR']
+
+_B = TypeVar('_B', bound=CDRModel)
 
 
 # ------------------------------------------------------- helpers shared with PTUPCDR
@@ -60,6 +56,56 @@ def bridge_and_cold(owner: str, data: HeteroData, source: int, target: int) -> t
                          f'have no training edge in the target domain {target}; data.bridge_users does '
                          'not match the training graph — pass the train split of the same ColdStartSplit')
     return bridge, cold, has_source
+
+
+def bridge_from_data(cls: type[_B], data: HeteroData, kwargs: dict[str, Any]) -> _B:
+    r"""``from_data`` of the bridge models: ``cls`` sized by ``data`` with
+    ``source_domain``/``target_domain`` from ``kwargs`` or the split
+    (:func:`~cdrgraph.models.tgt_only.resolve_domain_arg`), attached to
+    ``data``."""
+    s = resolve_domain_arg(cls.__name__, data, 'source_domain', kwargs, 0)
+    t = resolve_domain_arg(cls.__name__, data, 'target_domain', kwargs, 1)
+    model = cls(num_users=int(data[USER].num_nodes), num_items=int(data[ITEM].num_nodes),
+                source_domain=s, target_domain=t, **kwargs)
+    return model.attach(data)
+
+
+def attach_bridge(model: Any, data: HeteroData) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``attach`` of the bridge models: check that ``data`` has the model's
+    number of users, then :func:`bridge_and_cold` of the model's domains."""
+    name = model.__class__.__name__
+    if int(data[USER].num_nodes) != model.num_users:
+        raise ValueError(f'{name}.attach: the graph has {int(data[USER].num_nodes)} users, the model '
+                         f'{model.num_users}')
+    return bridge_and_cold(name, data, model.source_domain, model.target_domain)
+
+
+def bridged_z(model: Any, batch: CDRBatch, uid: Tensor, iid: Tensor, mapped: Tensor,
+              transfer: Callable[[Tensor, Tensor], Tensor]) -> ZDict:
+    r"""``{'user': [U, K, h], 'item': [I, h]}`` of the bridge models: the
+    source slice holds ``model.source_user``, the target slice
+    ``model.target_user`` or, for the ``mapped`` users (global mask),
+    ``transfer(users, source_vectors)``."""
+    src = model.source_user(uid)
+    tgt = model.target_user(uid)
+    m = mapped[uid]
+    if bool(m.any()):
+        tgt = tgt.clone()
+        tgt[m] = transfer(uid[m], src[m])
+    user = user_matrix(model.__class__.__name__, batch, model.source_domain, model.target_domain, src, tgt)
+    return {USER: user, ITEM: model.item_emb(iid)}
+
+
+def pretrain_loss(model: Any, batch: CDRBatch, uid: Tensor, iid: Tensor, weight_decay: float = 0.0) -> Tensor:
+    r"""``'pretrain'`` loss of the bridge models: :math:`\mathcal{L}_s +
+    \mathcal{L}_t`, the objective on the source rows with
+    ``model.source_user`` plus on the target rows with ``model.target_user``."""
+    name, dom = model.__class__.__name__, batch.domain
+    losses = [domain_mf_loss(name, model.objective, batch, dom == k, table, model.item_emb, uid, iid,
+                             weight_decay)
+              for k, table in ((model.source_domain, model.source_user),
+                               (model.target_domain, model.target_user))]
+    return losses[0] + losses[1]
 
 
 def user_matrix(owner: str, batch: CDRBatch, source: int, target: int, src: Tensor, tgt: Tensor) -> Tensor:
@@ -147,11 +193,8 @@ class EMCDR(CDRModel):
                  objective: str = 'auto', weight_decay: float = 0.0, init_std: float = 0.1) -> None:
         super().__init__()
         name = self.__class__.__name__
-        if num_users < 1 or num_items < 1 or embedding_dim < 1:
-            raise ValueError(f'{name}: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, embedding_dim={embedding_dim}')
-        if weight_decay < 0:
-            raise ValueError(f'{name}: weight_decay must be >= 0, got {weight_decay}')
+        check_sizes(name, num_users=num_users, num_items=num_items, embedding_dim=embedding_dim)
+        check_non_negative(name, 'weight_decay', weight_decay)
         self.num_users = num_users
         self.num_items = num_items
         self.source_domain = check_domain(name, 'source_domain', source_domain)
@@ -189,11 +232,7 @@ class EMCDR(CDRModel):
         :class:`~cdrgraph.transforms.cold_start_split.ColdStartSplit` train
         split: ``source_domain``/``target_domain`` are read from it unless
         given; names are accepted) and :meth:`attach` it."""
-        s = resolve_domain_arg(cls.__name__, data, 'source_domain', kwargs, 0)
-        t = resolve_domain_arg(cls.__name__, data, 'target_domain', kwargs, 1)
-        model = cls(num_users=int(data[USER].num_nodes), num_items=int(data[ITEM].num_nodes),
-                    source_domain=s, target_domain=t, **kwargs)
-        return model.attach(data)
+        return bridge_from_data(cls, data, kwargs)
 
     def attach(self, data: HeteroData) -> EMCDR:
         r"""Read the bridge users (``data.bridge_users``, else the users with
@@ -201,11 +240,7 @@ class EMCDR(CDRModel):
         training edge; with ``warm_use_mapping`` also every user with a
         source training edge) from the training graph ``data``. Returns
         ``self``."""
-        name = self.__class__.__name__
-        if int(data[USER].num_nodes) != self.num_users:
-            raise ValueError(f'{name}.attach: the graph has {int(data[USER].num_nodes)} users, the model '
-                             f'{self.num_users}')
-        bridge, cold, has_source = bridge_and_cold(name, data, self.source_domain, self.target_domain)
+        bridge, cold, has_source = attach_bridge(self, data)
         mapped = cold | has_source if self.warm_use_mapping else cold
         device = self.item_emb.weight.device
         self.bridge_mask = bridge.to(device)
@@ -217,12 +252,6 @@ class EMCDR(CDRModel):
             raise RuntimeError(f'{self.__class__.__name__} does not know the bridge/cold users yet; build it '
                                f'with {self.__class__.__name__}.from_data(train) or call model.attach(train)')
         return self.bridge_mask, self.mapped_mask
-
-    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        return uid, iid
 
     def map_users(self, batch: CDRBatch) -> Tensor:
         r"""``long[n]`` distinct global ids of the batch's bridge users (the
@@ -238,14 +267,7 @@ class EMCDR(CDRModel):
         mapped users, :math:`f(\mathbf{P}_s)`."""
         uid, iid = self._ids(batch)
         _, mapped = self._masks()
-        src = self.source_user(uid)
-        tgt = self.target_user(uid)
-        m = mapped[uid]
-        if bool(m.any()):
-            tgt = tgt.clone()
-            tgt[m] = self.mapping(src[m])
-        user = user_matrix(self.__class__.__name__, batch, self.source_domain, self.target_domain, src, tgt)
-        return {USER: user, ITEM: self.item_emb(iid)}
+        return bridged_z(self, batch, uid, iid, mapped, lambda users, src: self.mapping(src))
 
     def loss(self, batch: CDRBatch, stage: str = 'pretrain') -> Tensor:
         r"""``'pretrain'``: :math:`\mathcal{L}_s + \mathcal{L}_t` on the
@@ -259,14 +281,7 @@ class EMCDR(CDRModel):
                 src, tgt = self.source_user(users), self.target_user(users)
             diff = self.mapping(src) - tgt
             return diff.pow(2).sum(-1).sum() / max(users.numel(), 1)
-        dom = batch.domain
-        losses = []
-        for k, table in ((self.source_domain, self.source_user), (self.target_domain, self.target_user)):
-            user, pos, neg, label = batch_rows(batch, dom == k)
-            eu, ep, en = table(uid[user]), self.item_emb(iid[pos]), self.item_emb(iid[neg])
-            losses.append(mf_objective(self.__class__.__name__, self.objective, eu, ep, en, label,
-                                       self.weight_decay, (eu, ep, en)))
-        return losses[0] + losses[1]
+        return pretrain_loss(self, batch, uid, iid, self.weight_decay)
 
     def stage_parameters(self, stage: str) -> Iterator[Parameter]:
         r"""``'pretrain'``: the three tables; ``'map'``: only the mapping."""

@@ -9,8 +9,8 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import INTERACTS, ITEM, USER, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
+from cdrgraph.models._objective import domain_scores, require_negatives
+from cdrgraph.models.base import CDRModel, ZDict, check_item_domains, check_non_negative, check_sizes
 from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
 from cdrgraph.nn.conv.recurrent_attention_conv import RecurrentAttentionConv
 from cdrgraph.nn.embedding import DomainEmbedding
@@ -106,12 +106,9 @@ class HeroGRAPH(CDRModel):
                  num_layers: int = 2, aggr: str = 'attention', combine: str = 'concat',
                  weight_decay: float = 1e-4, init_std: float = 0.1) -> None:
         super().__init__()
-        if num_users < 1 or num_items < 1 or embedding_dim < 1 or num_domains < 1:
-            raise ValueError(f'HeroGRAPH: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, num_domains={num_domains}, '
-                             f'embedding_dim={embedding_dim}')
-        if num_layers < 0:
-            raise ValueError(f'HeroGRAPH: num_layers must be >= 0, got {num_layers}')
+        check_sizes('HeroGRAPH', num_users=num_users, num_items=num_items, num_domains=num_domains,
+                    embedding_dim=embedding_dim)
+        check_non_negative('HeroGRAPH', 'num_layers', num_layers)
         if aggr not in AGGR:
             raise ValueError(f'HeroGRAPH: aggr must be one of {AGGR}, got {aggr!r}')
         if combine not in COMBINE:
@@ -167,14 +164,8 @@ class HeroGRAPH(CDRModel):
 
     # ------------------------------------------------------------------ helpers
     def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        dom = batch.graph[ITEM].domain
-        if dom.numel() and int(dom.max()) >= self.num_domains:
-            raise ValueError(f'HeroGRAPH: batch.graph item.domain holds domain {int(dom.max())} but the '
-                             f'model has {self.num_domains} domains; build it with '
-                             'HeroGRAPH.from_data(train_data)')
+        uid, iid = super()._ids(batch)
+        check_item_domains('HeroGRAPH', batch, self.num_domains)
         return uid, iid
 
     def graph_embeddings(self, batch: CDRBatch) -> list[tuple[Tensor, Tensor]]:
@@ -227,21 +218,11 @@ class HeroGRAPH(CDRModel):
         r"""Sum over the batch's domains of BPR + ``weight_decay``·L2 on the
         domain's ego rows (MODELS.md §5.4)."""
         self._check_stage(stage)
-        if batch.batch_size == 0 or batch.num_negatives == 0:
-            raise ValueError('HeroGRAPH.loss needs a non-empty batch with at least one negative per '
-                             f'positive (got batch_size={batch.batch_size}, '
-                             f'num_negatives={batch.num_negatives}); use '
-                             'CDRLinkLoader(num_negatives>=1)')
+        require_negatives('HeroGRAPH', batch)
         z = self.encode(batch)
         uid, iid = self._ids(batch)
-        pair_dom = batch.domain
         total = z[ITEM].new_zeros(())
-        for d in torch.unique(pair_dom).tolist():
-            sel = pair_dom == d
-            users, pos, neg = batch.user[sel], batch.pos_item[sel], batch.neg_item[sel]
-            zu = z[USER][users, d]
-            pos_s = (zu * z[ITEM][pos]).sum(-1)
-            neg_s = (zu.unsqueeze(1) * z[ITEM][neg]).sum(-1)
+        for d, users, pos, neg, pos_s, neg_s in domain_scores(z, batch):
             gu, gp, gn = uid[users], iid[pos], iid[neg]
             ego = (self.user_emb.specific_embedding(gu, torch.full_like(gu, d)), self.graph_user_emb(gu),
                    self.item_emb(gp), self.graph_item_emb(gp), self.item_emb(gn), self.graph_item_emb(gn))

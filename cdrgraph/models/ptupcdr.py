@@ -14,16 +14,10 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import DOMAIN, INTERACTS, ITEM, USER, domain_names, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
-from cdrgraph.models.emcdr import bridge_and_cold, user_matrix
-from cdrgraph.models.tgt_only import (
-    batch_rows,
-    check_domain,
-    check_objective,
-    mf_objective,
-    resolve_domain_arg,
-)
+from cdrgraph.models._objective import batch_rows, check_objective, mf_objective
+from cdrgraph.models.base import CDRModel, ZDict, check_sizes
+from cdrgraph.models.emcdr import attach_bridge, bridge_from_data, bridged_z, pretrain_loss
+from cdrgraph.models.tgt_only import check_domain
 from cdrgraph.nn.heads.meta_bridge_head import MetaBridgeHead
 
 __all__ = ['PTUPCDR', 'PTUPCDRCompat']
@@ -131,9 +125,8 @@ class PTUPCDR(CDRModel):
                  compat: PTUPCDRCompat = PTUPCDRCompat()) -> None:  # noqa: B008 - frozen dataclass
         super().__init__()
         name = self.__class__.__name__
-        if num_users < 1 or num_items < 1 or embedding_dim < 1 or max_len < 1:
-            raise ValueError(f'{name}: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, embedding_dim={embedding_dim}, max_len={max_len}')
+        check_sizes(name, num_users=num_users, num_items=num_items, embedding_dim=embedding_dim,
+                    max_len=max_len)
         if not isinstance(compat, PTUPCDRCompat):
             raise TypeError(f'{name}: compat must be a PTUPCDRCompat, got {type(compat).__name__}')
         self.num_users = num_users
@@ -179,11 +172,7 @@ class PTUPCDR(CDRModel):
         :class:`~cdrgraph.transforms.cold_start_split.ColdStartSplit` train
         split: ``source_domain``/``target_domain`` are read from it unless
         given; names are accepted) and :meth:`attach` it."""
-        s = resolve_domain_arg(cls.__name__, data, 'source_domain', kwargs, 0)
-        t = resolve_domain_arg(cls.__name__, data, 'target_domain', kwargs, 1)
-        model = cls(num_users=int(data[USER].num_nodes), num_items=int(data[ITEM].num_nodes),
-                    source_domain=s, target_domain=t, **kwargs)
-        return model.attach(data)
+        return bridge_from_data(cls, data, kwargs)
 
     def attach(self, data: HeteroData) -> PTUPCDR:
         r"""Read the bridge users, the cold (mapped) users and every user's
@@ -192,10 +181,7 @@ class PTUPCDR(CDRModel):
         from cdrgraph.loader.views import contexts
 
         name = self.__class__.__name__
-        if int(data[USER].num_nodes) != self.num_users:
-            raise ValueError(f'{name}.attach: the graph has {int(data[USER].num_nodes)} users, the model '
-                             f'{self.num_users}')
-        bridge, cold, _ = bridge_and_cold(name, data, self.source_domain, self.target_domain)
+        bridge, cold, _ = attach_bridge(self, data)
         if bool(getattr(data, 'history_before_target', False)):
             warnings.warn(f'{name}: data.history_before_target=True is not applied; PTUPCDR uses one '
                           'history per user (all its training source items)', stacklevel=2)
@@ -245,12 +231,6 @@ class PTUPCDR(CDRModel):
                                'model.attach(train)')
         return self.bridge_mask, self.mapped_mask, self.history_index, self.history_mask
 
-    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        return uid, iid
-
     # ------------------------------------------------------------------ the bridge
     def history(self, users: Tensor) -> tuple[Tensor, Tensor]:
         r"""Frozen history item vectors ``[n, M, h]`` and mask ``bool[n, M]``
@@ -293,14 +273,7 @@ class PTUPCDR(CDRModel):
         cold users, :math:`\hat{\mathbf{u}}_t`."""
         uid, iid = self._ids(batch)
         _, mapped, _, _ = self._state()
-        src = self.source_user(uid)
-        tgt = self.target_user(uid)
-        m = mapped[uid]
-        if bool(m.any()):
-            tgt = tgt.clone()
-            tgt[m] = self.transfer(uid[m])
-        user = user_matrix(self.__class__.__name__, batch, self.source_domain, self.target_domain, src, tgt)
-        return {USER: user, ITEM: self.item_emb(iid)}
+        return bridged_z(self, batch, uid, iid, mapped, lambda users, src: self.transfer(users))
 
     def loss(self, batch: CDRBatch, stage: str = 'pretrain') -> Tensor:
         r"""``'pretrain'``: :math:`\mathcal{L}_s + \mathcal{L}_t`; ``'meta'``:
@@ -314,13 +287,7 @@ class PTUPCDR(CDRModel):
             with torch.no_grad():
                 ep, en = self.item_emb(iid[pos]), self.item_emb(iid[neg])
             return mf_objective(name, self.objective, self.transfer(uid[user]), ep, en, label)
-        dom = batch.domain
-        losses = []
-        for k, table in ((self.source_domain, self.source_user), (self.target_domain, self.target_user)):
-            user, pos, neg, label = batch_rows(batch, dom == k)
-            losses.append(mf_objective(name, self.objective, table(uid[user]), self.item_emb(iid[pos]),
-                                       self.item_emb(iid[neg]), label))
-        return losses[0] + losses[1]
+        return pretrain_loss(self, batch, uid, iid)
 
     def stage_parameters(self, stage: str) -> Iterator[Parameter]:
         r"""``'pretrain'``: the three tables; ``'meta'``: only the

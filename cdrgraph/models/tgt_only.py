@@ -10,24 +10,19 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import ITEM, USER, num_domains
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel, ZDict
-from cdrgraph.models.bpr_mf import check_ids
-from cdrgraph.nn.loss import PointwiseBCELoss, RatingMSELoss, bpr_loss, l2_penalty
+from cdrgraph.models._objective import (  # noqa: F401 - re-exported for older imports
+    OBJECTIVES,
+    batch_rows,
+    check_objective,
+    domain_mf_loss,
+    mf_objective,
+)
+from cdrgraph.models.base import CDRModel, ZDict, check_non_negative, check_sizes
 
 __all__ = ['TgtOnly']
 
-#: training objectives of the factorisation baselines (TgtOnly, CMF, EMCDR, PTUPCDR)
-OBJECTIVES = ('auto', 'mse', 'bpr', 'bce')
-
 
 # ------------------------------------------------------------------ shared helpers
-def check_objective(owner: str, objective: str) -> str:
-    r"""Raise a clear error for an unknown ``objective``."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f'{owner}: objective must be one of {OBJECTIVES}, got {objective!r}')
-    return objective
-
-
 def check_domain(owner: str, name: str, value: int, data: HeteroData | None = None) -> int:
     r"""A domain index that is ``>= 0`` (and ``< K`` of ``data`` when given)."""
     value = int(value)
@@ -57,59 +52,6 @@ def resolve_domain_arg(owner: str, data: HeteroData, name: str, kwargs: dict[str
                              'set by the split; drop the keyword or re-split the graph')
         return value
     return check_domain(owner, name, int(given) if given is not None else default, data)
-
-
-def mf_objective(owner: str, objective: str, user: Tensor, pos: Tensor, neg: Tensor, label: Tensor | None,
-                 weight_decay: float = 0.0, ego: tuple[Tensor, ...] = ()) -> Tensor:
-    r"""Factorisation loss of one domain's batch rows (MODELS.md §0.4).
-
-    Args:
-        owner (str): model name for error messages.
-        objective (str): ``'mse'`` (ratings), ``'bpr'``, ``'bce'``
-            (pointwise, one mean over positives and negatives) or ``'auto'``
-            (``'mse'`` when ``label`` holds ratings, else ``'bpr'``).
-        user (Tensor): ``[B, h]`` user vectors.
-        pos (Tensor): ``[B, h]`` positive item vectors.
-        neg (Tensor): ``[B, n, h]`` negative item vectors.
-        label (Tensor, optional): ``float[B]`` ratings of the positives.
-        weight_decay (float, optional): ``λ`` of ``λ·Σ‖ego‖²/(2B)``.
-        ego (tuple of Tensor, optional): the rows the L2 term is taken on.
-
-    Returns:
-        A scalar; ``0`` (connected to the inputs, so ``backward`` works)
-        when ``B = 0``.
-    """
-    b = user.size(0)
-    pos_score = (user * pos).sum(-1)
-    if b == 0:
-        return pos_score.sum() * 0.0
-    if objective == 'auto':
-        objective = 'mse' if label is not None else 'bpr'
-    if objective == 'mse':
-        if label is None:
-            raise ValueError(f"{owner}: objective='mse' needs ratings in batch.label; the graph has no "
-                             "`interacts.rating`/`edge_label` — use objective='bpr' or 'bce'")
-        loss = RatingMSELoss()(pos_score, label.to(pos_score.dtype))
-    else:
-        if neg.size(1) == 0:
-            raise ValueError(f"{owner}: objective={objective!r} needs at least one negative per positive "
-                             f'(got num_negatives=0); use CDRLinkLoader(num_negatives>=1)')
-        neg_score = (user.unsqueeze(1) * neg).sum(-1)
-        if objective == 'bpr':
-            loss = bpr_loss(pos_score, neg_score)
-        else:
-            scores = torch.cat([pos_score, neg_score.reshape(-1)])
-            labels = torch.cat([torch.ones_like(pos_score), torch.zeros_like(neg_score.reshape(-1))])
-            loss = PointwiseBCELoss()(scores, labels)
-    if weight_decay > 0 and ego:
-        loss = loss + weight_decay * l2_penalty(*ego, batch_size=b)
-    return loss
-
-
-def batch_rows(batch: CDRBatch, keep: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    r"""``(user, pos_item, neg_item, label)`` of the batch rows where ``keep`` (local ids)."""
-    label = None if batch.label is None else batch.label[keep]
-    return batch.user[keep], batch.pos_item[keep], batch.neg_item[keep], label
 
 
 # ---------------------------------------------------------------------- the model
@@ -157,11 +99,8 @@ class TgtOnly(CDRModel):
                  objective: str = 'auto', weight_decay: float = 0.0, init_std: float = 0.1) -> None:
         super().__init__()
         name = self.__class__.__name__
-        if num_users < 1 or num_items < 1 or embedding_dim < 1:
-            raise ValueError(f'{name}: sizes must be positive, got num_users={num_users}, '
-                             f'num_items={num_items}, embedding_dim={embedding_dim}')
-        if weight_decay < 0:
-            raise ValueError(f'{name}: weight_decay must be >= 0, got {weight_decay}')
+        check_sizes(name, num_users=num_users, num_items=num_items, embedding_dim=embedding_dim)
+        check_non_negative(name, 'weight_decay', weight_decay)
         self.num_users = num_users
         self.num_items = num_items
         self.target_domain = check_domain(name, 'target_domain', target_domain)
@@ -190,12 +129,6 @@ class TgtOnly(CDRModel):
         return cls(num_users=int(data[USER].num_nodes), num_items=int(data[ITEM].num_nodes), target_domain=t,
                    **kwargs)
 
-    def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
-        uid, iid = self.node_ids(batch, USER), self.node_ids(batch, ITEM)
-        check_ids(self, uid, self.num_users, USER)
-        check_ids(self, iid, self.num_items, ITEM)
-        return uid, iid
-
     def encode(self, batch: CDRBatch) -> ZDict:
         uid, iid = self._ids(batch)
         return {USER: self.user_emb(uid), ITEM: self.item_emb(iid)}
@@ -205,7 +138,6 @@ class TgtOnly(CDRModel):
         the batch has none)."""
         self._check_stage(stage)
         uid, iid = self._ids(batch)
-        user, pos, neg, label = batch_rows(batch, batch.domain == self.target_domain)
-        eu, ep, en = self.user_emb(uid[user]), self.item_emb(iid[pos]), self.item_emb(iid[neg])
-        return mf_objective(self.__class__.__name__, self.objective, eu, ep, en, label, self.weight_decay,
-                            (eu, ep, en))
+        keep = batch.domain == self.target_domain
+        return domain_mf_loss(self.__class__.__name__, self.objective, batch, keep, self.user_emb,
+                              self.item_emb, uid, iid, self.weight_decay)

@@ -27,6 +27,11 @@ training except *all* domain-B interactions of the cold users (user 3 →
 validation, users 4 and 5 → test), as ``ColdStartSplit(source=A, target=B)``
 would hold them out.
 
+Small ad-hoc graphs of the model tests: :func:`cold_start_split` (a
+``ColdStartSplit`` of a random two-domain rating graph), :func:`two_domain_graph`
+(random implicit two-domain graph), :func:`overlap_graph` (the fixed
+:data:`OVERLAP_ROWS`) and :func:`select_domain` (``SelectDomains([k])`` by hand).
+
 Example:
     >>> from cdrgraph.testing.graphs import CASES, fake_graph, fake_split
     >>> data = fake_graph('overlap')
@@ -39,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +54,8 @@ from torch_geometric.data import HeteroData
 from cdrgraph.data.build import add_derived_edges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, PAD, TEST, TRAIN, USER, VAL, validate
 
-__all__ = ['CASES', 'DEGREE', 'fake_graph', 'fake_split']
+__all__ = ['CASES', 'DEGREE', 'OVERLAP_ROWS', 'cold_start_split', 'fake_graph', 'fake_split', 'overlap_graph',
+           'select_domain', 'two_domain_graph']
 
 #: names of the labelled cases (MODELS.md §10, with underscores)
 CASES: tuple[str, ...] = ('overlap', 'cold_start', 'no_overlap', 'isolated_item', 'single_domain')
@@ -205,3 +212,95 @@ def fake_split(case: str = 'overlap', seed: int = 0,
                                                train_items, num_negatives, rng)
         out.append(validate(g))
     return out[0], out[1], out[2]
+
+
+# ------------------------------------------------------------ small ad-hoc graphs
+def cold_start_split(rating: bool = True, seed: int = 0) -> tuple[HeteroData, HeteroData, HeteroData]:
+    r"""``ColdStartSplit('S', 'T', fraction=0.25, seed=0)`` of a random graph:
+    users 0-7 in S (6 items) and T (5 items), 8 only in S, 9 only in T; every
+    active (user, domain) pair has 3 interactions (ratings ``1 ... 5`` drawn
+    from ``seed``, strictly increasing times), so 2 of the 8 overlapping users
+    are cold in T.
+
+    Args:
+        rating (bool, optional): keep the ratings in the graph. (default: :obj:`True`)
+        seed (int, optional): seed of the items and ratings. (default: :obj:`0`)
+    """
+    from cdrgraph.transforms.cold_start_split import ColdStartSplit
+
+    g = torch.Generator().manual_seed(seed)
+    rows, t = [], 0
+    for u in range(10):
+        for d, n in (('S', 6), ('T', 5)):
+            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
+                continue
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
+                t += 1
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
+    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
+    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
+
+
+def two_domain_graph(extra_b: Sequence[tuple[int, int]] = (), seed: int = 0,
+                     b_only: Sequence[int] = ()) -> HeteroData:
+    r"""Implicit graph of 8 users, domain A (6 items) and B (5 items): every
+    user has 3 random items (drawn from ``seed``) in each domain, except the
+    users of ``b_only``, who have none in A.
+
+    Args:
+        extra_b (sequence of (int, int), optional): more (user, item) rows in
+            B (duplicates dropped). (default: :obj:`()`)
+        seed (int, optional): seed of the items. (default: :obj:`0`)
+        b_only (sequence of int, optional): users without A rows. (default: :obj:`()`)
+    """
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for u in range(8):
+        for d, n in (('A', 6), ('B', 5)):
+            if d == 'A' and u in b_only:
+                continue
+            for i in torch.randperm(n, generator=g)[:3].tolist():
+                rows.append((u, i, d))
+    rows += [(u, i, 'B') for u, i in extra_b]
+    df = pd.DataFrame(rows, columns=['user', 'item', 'domain']).drop_duplicates()
+    return from_interactions(df)
+
+
+#: (user, item, domain) rows of :func:`overlap_graph`: users 0-2 overlap (A and
+#: B), users 3-4 only in A, user 5 only in B; A has items 0-4, B items 0-3
+OVERLAP_ROWS: tuple[tuple[int, int, str], ...] = (
+    (0, 0, 'A'), (0, 1, 'A'), (0, 0, 'B'), (0, 2, 'B'),
+    (1, 1, 'A'), (1, 2, 'A'), (1, 1, 'B'),
+    (2, 3, 'A'), (2, 2, 'B'), (2, 3, 'B'),
+    (3, 0, 'A'), (3, 4, 'A'),
+    (4, 2, 'A'), (4, 3, 'A'),
+    (5, 0, 'B'), (5, 1, 'B'), (5, 3, 'B'))
+
+
+def overlap_graph(rows: Sequence[tuple[int, int, str]] = OVERLAP_ROWS,
+                  extra: Sequence[tuple[int, int, str]] = (),
+                  domains: Sequence[str] = ('A', 'B')) -> HeteroData:
+    r"""Implicit graph of the (user, item, domain) ``rows`` (default
+    :data:`OVERLAP_ROWS`) plus ``extra``, with the given domain order."""
+    df = pd.DataFrame(list(rows) + list(extra), columns=['user', 'item', 'domain'])
+    return from_interactions(df, domains=list(domains))
+
+
+def select_domain(data: HeteroData, k: int) -> HeteroData:
+    r"""``SelectDomains([k])`` by hand: all users kept, the items of domain
+    ``k`` re-indexed from ``0``, only their ``interacts`` edges (derived edges
+    recomputed)."""
+    dom = data[ITEM].domain
+    items = (dom == k).nonzero().view(-1)
+    new_id = torch.full((dom.numel(),), -1)
+    new_id[items] = torch.arange(items.numel())
+    ei = data[INTERACTS].edge_index
+    keep = dom[ei[1]] == k
+    out = data.__class__()
+    out[USER].num_nodes = data[USER].num_nodes
+    out[ITEM].num_nodes = items.numel()
+    out[ITEM].domain = torch.zeros(items.numel(), dtype=torch.long)
+    out['domain'].num_nodes = 1
+    out[INTERACTS].edge_index = torch.stack([ei[0, keep], new_id[ei[1, keep]]])
+    return add_derived_edges(out)

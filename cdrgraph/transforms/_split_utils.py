@@ -137,6 +137,32 @@ def group_positions(group: Tensor, order: Tensor) -> tuple[Tensor, Tensor, Tenso
     return perm, rank, counts[inverse]
 
 
+def ordered_groups(data: HeteroData, order: str, seed: int, owner: str,
+                   alternatives: str) -> tuple[Tensor, Tensor, Tensor]:
+    r""":func:`group_positions` of the ``interacts`` edges grouped by
+    (user, domain) and ordered by ``order``: ``'time'`` (``interacts.time``,
+    ties in edge order), ``'file'`` (edge order) or anything else for a
+    seeded random order (:func:`make_generator` of ``owner`` and ``seed``).
+
+    ``alternatives`` names the other orders in the error raised when
+    ``order='time'`` and the graph has no times (e.g. ``"order='random'"``).
+    """
+    ei = data[INTERACTS].edge_index
+    num_edges = ei.size(1)
+    if order == 'time':
+        time = getattr(data[INTERACTS], 'time', None)
+        if time is None:
+            raise ValueError(f"{owner}(order='time'): data[{INTERACTS}].time is missing; use {alternatives} "
+                             "or build the graph with time='<column>'")
+        keys = time.long()
+    elif order == 'file':
+        keys = torch.arange(num_edges)
+    else:
+        keys = torch.randperm(num_edges, generator=make_generator(owner, seed))
+    # group_positions sorts stably: time ties keep edge order
+    return group_positions(pair_domain_keys(data, ei), keys)
+
+
 def as_split_tuple(data: Any, who: str) -> SplitTuple:
     if not (isinstance(data, (tuple, list)) and len(data) == 3
             and all(isinstance(d, HeteroData) for d in data)):

@@ -8,9 +8,7 @@ from torch_geometric.transforms import BaseTransform
 from cdrgraph.data.schema import INTERACTS
 from cdrgraph.transforms._split_utils import (
     SplitTuple,
-    group_positions,
-    make_generator,
-    pair_domain_keys,
+    ordered_groups,
     split_by_index,
 )
 
@@ -60,20 +58,9 @@ class LeaveOneOut(BaseTransform):
     def forward(self, data: HeteroData) -> SplitTuple:  # type: ignore[override]
         if not isinstance(data, HeteroData):
             raise TypeError(f'LeaveOneOut expects a HeteroData, got {type(data).__name__}')
-        ei = data[INTERACTS].edge_index
-        num_edges = ei.size(1)
-        if self.order == 'time':
-            time = getattr(data[INTERACTS], 'time', None)
-            if time is None:
-                raise ValueError(f"LeaveOneOut(order='time'): data[{INTERACTS}].time is missing; "
-                                 "use order='file' or 'random', or build the graph with time='<column>'")
-            order = time.long()
-        elif self.order == 'file':
-            order = torch.arange(num_edges)
-        else:
-            order = torch.randperm(num_edges, generator=make_generator('LeaveOneOut', self.seed))
-        # group_positions sorts stably: time ties keep edge order
-        perm, rank, size = group_positions(pair_domain_keys(data, ei), order)
+        num_edges = data[INTERACTS].edge_index.size(1)
+        perm, rank, size = ordered_groups(data, self.order, self.seed, 'LeaveOneOut',
+                                          "order='file' or 'random',")
         from_end = size - 1 - rank
         test = perm[(size >= 2) & (from_end == 0)]
         if self.validation:

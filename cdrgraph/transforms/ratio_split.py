@@ -5,12 +5,9 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.transforms import BaseTransform
 
-from cdrgraph.data.schema import INTERACTS
 from cdrgraph.transforms._split_utils import (
     SplitTuple,
-    group_positions,
-    make_generator,
-    pair_domain_keys,
+    ordered_groups,
     split_by_index,
 )
 
@@ -89,17 +86,7 @@ class RatioSplit(BaseTransform):
     def forward(self, data: HeteroData) -> SplitTuple:  # type: ignore[override]
         if not isinstance(data, HeteroData):
             raise TypeError(f'RatioSplit expects a HeteroData, got {type(data).__name__}')
-        ei = data[INTERACTS].edge_index
-        num_edges = ei.size(1)
-        if self.order == 'time':
-            time = getattr(data[INTERACTS], 'time', None)
-            if time is None:
-                raise ValueError(f"RatioSplit(order='time'): data[{INTERACTS}].time is missing; use "
-                                 "order='random' or build the graph with time='<column>'")
-            order = time.long()
-        else:
-            order = torch.randperm(num_edges, generator=make_generator('RatioSplit', self.seed))
-        perm, rank, size = group_positions(pair_domain_keys(data, ei), order)
+        perm, rank, size = ordered_groups(data, self.order, self.seed, 'RatioSplit', "order='random'")
         n_val, n_test = self.part_sizes(size)
         from_end = size - 1 - rank
         is_test = from_end < n_test

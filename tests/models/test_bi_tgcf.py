@@ -1,39 +1,16 @@
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cdrgraph.data.build import from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.loader.link_loader import CDRLinkLoader
 from cdrgraph.models.bi_tgcf import BiTGCF
 from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
+from cdrgraph.testing.batches import full_batch_unseen
+from cdrgraph.testing.graphs import OVERLAP_ROWS, overlap_graph
 
-# users 0-2 overlap (A and B), users 3-4 only in A, user 5 only in B; A has items 0-4, B items 0-3
-BASE = [(0, 0, 'A'), (0, 1, 'A'), (0, 0, 'B'), (0, 2, 'B'),
-        (1, 1, 'A'), (1, 2, 'A'), (1, 1, 'B'),
-        (2, 3, 'A'), (2, 2, 'B'), (2, 3, 'B'),
-        (3, 0, 'A'), (3, 4, 'A'),
-        (4, 2, 'A'), (4, 3, 'A'),
-        (5, 0, 'B'), (5, 1, 'B'), (5, 3, 'B')]
-
-
-def graph(rows=BASE, extra=(), domains=('A', 'B')):
-    df = pd.DataFrame(list(rows) + list(extra), columns=['user', 'item', 'domain'])
-    return from_interactions(df, domains=list(domains))
-
-
-def full_batch(data, num_negatives=1, seed=0):
-    """Every training edge as a positive with in-domain negatives that are not positives."""
-    g = torch.Generator().manual_seed(seed)
-    ei, dom = data[INTERACTS].edge_index, data[ITEM].domain
-    pos = {(int(u), int(i)) for u, i in ei.t().tolist()}
-    negs = []
-    for u, i in ei.t().tolist():
-        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos]
-        negs.append([cand[k] for k in torch.randint(len(cand), (num_negatives,), generator=g).tolist()])
-    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+BASE = list(OVERLAP_ROWS)
 
 
 def model(data, seed=0, **kw):
@@ -69,7 +46,7 @@ def reference_layer(m, data, x_user, x_item, transfer=True):
 
 @pytest.mark.parametrize('transfer', [True, False])
 def test_layers_match_per_domain_reference(transfer):
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2, transfer=transfer, lambdas=(0.7, 0.9))
     layers = m.encode_layers(CDRBatch.full(data))
     assert len(layers) == 3
@@ -84,11 +61,11 @@ def test_layers_match_per_domain_reference(transfer):
 
 
 def test_shapes_unit_norm_and_final_width():
-    data = graph()
+    data = overlap_graph()
     U, I = data[USER].num_nodes, data[ITEM].num_nodes
     for L in (0, 1, 3):
         m = model(data, num_layers=L, embedding_dim=8)
-        batch = full_batch(data, num_negatives=2)
+        batch = full_batch_unseen(data, num_negatives=2)
         z = m.encode(batch)
         assert z[USER].shape == (U, 2, 8 * (L + 1)) and z[ITEM].shape == (I, 8 * (L + 1))
         assert m.out_dim == 8 * (L + 1)
@@ -119,7 +96,7 @@ def a_view(m, data):
 
 
 def test_transfer_off_makes_domain_a_invariant_to_domain_b():
-    base, changed = graph(), graph(extra=new_b_edges())
+    base, changed = overlap_graph(), overlap_graph(extra=new_b_edges())
     u0, i0 = a_view(model(base, num_layers=3, transfer=False), base)
     u1, i1 = a_view(model(changed, num_layers=3, transfer=False), changed)
     torch.testing.assert_close(u0, u1)
@@ -127,7 +104,7 @@ def test_transfer_off_makes_domain_a_invariant_to_domain_b():
 
 
 def test_transfer_on_a_depends_on_b_through_overlapping_users_only():
-    base, changed = graph(), graph(extra=new_b_edges())
+    base, changed = overlap_graph(), overlap_graph(extra=new_b_edges())
     m0, m1 = model(base, num_layers=2), model(changed, num_layers=2)
     u0, i0 = a_view(m0, base)
     u1, i1 = a_view(m1, changed)
@@ -140,7 +117,7 @@ def test_transfer_on_a_depends_on_b_through_overlapping_users_only():
 def test_overlap_is_read_from_training_edges():
     # without its B edges, user 0 is not overlapping: its A rows equal a model with transfer off
     rows = [r for r in BASE if not (r[0] == 0 and r[2] == 'B')]
-    data = graph(rows)
+    data = overlap_graph(rows)
     on, off = a_view(model(data, num_layers=1), data), a_view(model(data, num_layers=1, transfer=False), data)
     torch.testing.assert_close(on[0][0], off[0][0])
     assert not torch.allclose(on[0][1], off[0][1])       # user 1 still overlaps
@@ -148,9 +125,9 @@ def test_overlap_is_read_from_training_edges():
 
 def test_three_domains():
     rows = BASE + [(0, 0, 'C'), (3, 1, 'C'), (5, 0, 'C')]
-    data = graph(rows, domains=('A', 'B', 'C'))
+    data = overlap_graph(rows, domains=('A', 'B', 'C'))
     m = model(data, num_layers=2)
-    batch = full_batch(data, num_negatives=1)
+    batch = full_batch_unseen(data, num_negatives=1)
     z = m.encode(batch)
     assert z[USER].shape == (6, 3, 12)
     assert set(batch.domain.tolist()) == {0, 1, 2}
@@ -160,9 +137,9 @@ def test_three_domains():
 
 
 def test_loss_is_sum_of_domain_losses_and_hand_value():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2, reg_weight=0.5)
-    batch = full_batch(data, num_negatives=2)
+    batch = full_batch_unseen(data, num_negatives=2)
     z = m.encode(batch)
     expected = 0.0
     for d in (0, 1):
@@ -183,9 +160,9 @@ def test_loss_is_sum_of_domain_losses_and_hand_value():
 
 
 def test_permuted_local_ids_give_same_scores():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2)
-    batch = full_batch(data, num_negatives=2)
+    batch = full_batch_unseen(data, num_negatives=2)
     ref = m(batch)
     pu, pi = torch.randperm(6, generator=torch.Generator().manual_seed(1)), torch.randperm(9)
     iu, ii = torch.argsort(pu), torch.argsort(pi)                 # global -> local
@@ -199,8 +176,8 @@ def test_permuted_local_ids_give_same_scores():
 
 
 def test_training_lowers_loss_and_seed_determinism():
-    data = graph()
-    batch = full_batch(data, num_negatives=1)
+    data = overlap_graph()
+    batch = full_batch_unseen(data, num_negatives=1)
     losses = []
     for _ in range(2):
         torch.manual_seed(3)
@@ -222,10 +199,10 @@ def test_training_lowers_loss_and_seed_determinism():
 
 
 def test_dropout_only_in_training_mode():
-    data = graph()
+    data = overlap_graph()
     torch.manual_seed(0)
     m = BiTGCF.from_data(data, embedding_dim=8, dropout=0.3)
-    batch = full_batch(data)
+    batch = full_batch_unseen(data, 1)
     m.eval()
     assert torch.equal(m(batch), m(batch))
     m.train()
@@ -233,9 +210,9 @@ def test_dropout_only_in_training_mode():
 
 
 def test_gradients_reach_all_tables():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2)
-    m.loss(full_batch(data)).backward()
+    m.loss(full_batch_unseen(data, 1)).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert list(m.stage_parameters('joint')) == list(m.parameters())
@@ -243,7 +220,7 @@ def test_gradients_reach_all_tables():
 
 
 def test_reset_repr_and_errors():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2)
     before = m.item_emb.weight.clone()
     m.reset_parameters()
@@ -255,17 +232,17 @@ def test_reset_repr_and_errors():
     with pytest.raises(ValueError, match='num_layers'):
         BiTGCF(6, 9, num_layers=-1)
     with pytest.raises(ValueError, match='from_data'):
-        BiTGCF(3, 9, embedding_dim=4)(full_batch(data))
+        BiTGCF(3, 9, embedding_dim=4)(full_batch_unseen(data, 1))
     with pytest.raises(ValueError, match='domain'):
-        BiTGCF(6, 9, num_domains=1, embedding_dim=4)(full_batch(data))
+        BiTGCF(6, 9, num_domains=1, embedding_dim=4)(full_batch_unseen(data, 1))
     with pytest.raises(ValueError, match='at least one negative'):
         m.loss(CDRBatch.full(data, torch.tensor([0]), torch.tensor([0])))
     with pytest.raises(ValueError, match='no stage'):
-        m.loss(full_batch(data), stage='pretrain')
+        m.loss(full_batch_unseen(data, 1), stage='pretrain')
 
 
 def test_sampled_batches():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2)
     loader = CDRLinkLoader(data, batch_size=5, num_negatives=2, mode='sampled', num_neighbors=[-1, -1, -1],
                            backend='csr')

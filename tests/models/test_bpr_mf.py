@@ -1,57 +1,13 @@
 import math
 
-import pandas as pd
 import pytest
 import torch
 
-from cdrgraph.data.build import add_derived_edges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.bpr_mf import BPRMF
-
-
-def two_domain_graph(extra_b=(), seed=0):
-    """8 users, domain A (6 items) and B (5 items); ``extra_b`` adds (user, item) rows in B."""
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for u in range(8):
-        for d, n in (('A', 6), ('B', 5)):
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d))
-    rows += [(u, i, 'B') for u, i in extra_b]
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain']).drop_duplicates()
-    return from_interactions(df)
-
-
-def select_domain(data, k):
-    """SelectDomains([k]) by hand: all users kept, items of domain k re-indexed."""
-    dom = data[ITEM].domain
-    items = (dom == k).nonzero().view(-1)
-    new_id = torch.full((dom.numel(),), -1)
-    new_id[items] = torch.arange(items.numel())
-    ei = data[INTERACTS].edge_index
-    keep = dom[ei[1]] == k
-    out = data.__class__()
-    out[USER].num_nodes = data[USER].num_nodes
-    out[ITEM].num_nodes = items.numel()
-    out[ITEM].domain = torch.zeros(items.numel(), dtype=torch.long)
-    out['domain'].num_nodes = 1
-    out[INTERACTS].edge_index = torch.stack([ei[0, keep], new_id[ei[1, keep]]])
-    return add_derived_edges(out)
-
-
-def full_batch(data, num_negatives=2, seed=0):
-    """All training edges as positives, negatives uniform over the item's domain minus the user's items."""
-    g = torch.Generator().manual_seed(seed)
-    ei = data[INTERACTS].edge_index
-    dom = data[ITEM].domain
-    pos_set = {(int(u), int(i)) for u, i in ei.t().tolist()}
-    negs = []
-    for u, i in ei.t().tolist():
-        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos_set]
-        pick = torch.randint(len(cand), (num_negatives,), generator=g)
-        negs.append([cand[p] for p in pick.tolist()])
-    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+from cdrgraph.testing.batches import full_batch_unseen
+from cdrgraph.testing.graphs import select_domain, two_domain_graph
 
 
 def train(model, batch, steps=30, lr=0.05):
@@ -71,7 +27,7 @@ def test_scores_are_dot_products_plus_bias():
     m = BPRMF.from_data(data, embedding_dim=4, item_bias=True)
     with torch.no_grad():
         m.item_bias.copy_(torch.arange(data[ITEM].num_nodes, dtype=torch.float))
-    batch = full_batch(data, 1)
+    batch = full_batch_unseen(data, 1)
     out = m(batch)
     eli = batch.edge_label_index
     P, Q = m.user_emb.weight, m.item_emb.weight
@@ -105,7 +61,7 @@ def test_l2_includes_item_bias():
 
 def test_training_lowers_loss_and_is_seeded():
     data = two_domain_graph()
-    batch = full_batch(data)
+    batch = full_batch_unseen(data, 2)
     torch.manual_seed(0)
     m1 = BPRMF.from_data(data, embedding_dim=8)
     torch.manual_seed(0)
@@ -124,8 +80,8 @@ def test_single_domain_scores_invariant_to_other_domain_edges():
     for g in (a, a2):
         torch.manual_seed(3)
         m = BPRMF.from_data(g, embedding_dim=8)
-        train(m, full_batch(g))
-        scores.append(m(full_batch(g)))
+        train(m, full_batch_unseen(g, 2))
+        scores.append(m(full_batch_unseen(g, 2)))
     torch.testing.assert_close(scores[0], scores[1])
 
 
@@ -134,7 +90,7 @@ def test_shared_user_mf_transfers_through_user_rows():
     m = BPRMF.from_data(data, embedding_dim=4)
     ei = data[INTERACTS].edge_index
     b_edges = (data[ITEM].domain[ei[1]] == 1).nonzero().view(-1)[:4]
-    b_batch = full_batch(data, 1)
+    b_batch = full_batch_unseen(data, 1)
     b_batch = CDRBatch.full(data, b_batch.user[b_edges], b_batch.pos_item[b_edges], b_batch.neg_item[b_edges])
     a_pair = CDRBatch.full(data, b_batch.user[:1], torch.tensor([0]), torch.empty(1, 0, dtype=torch.long))
     before = m(a_pair)
@@ -175,10 +131,10 @@ def test_errors_reset_and_repr():
     with pytest.raises(ValueError, match='at least one negative'):
         m.loss(CDRBatch.full(data, torch.tensor([0]), torch.tensor([0])))
     with pytest.raises(ValueError, match="no stage 'map'"):
-        m.loss(full_batch(data, 1), 'map')
+        m.loss(full_batch_unseen(data, 1), 'map')
     small = BPRMF(3, 3, embedding_dim=2)
     with pytest.raises(ValueError, match='from_data'):
-        small(full_batch(data, 1))
+        small(full_batch_unseen(data, 1))
     w = m.user_emb.weight.detach().clone()
     torch.manual_seed(5)
     m.reset_parameters()

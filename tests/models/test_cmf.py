@@ -1,46 +1,15 @@
 """CMF: one user table shared by every domain (MODELS.md §9.3)."""
 import math
 
-import pandas as pd
 import pytest
 import torch
 
-from cdrgraph.data.build import domain_item_ranges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.cmf import CMF
-from cdrgraph.transforms.cold_start_split import ColdStartSplit
-
-
-def cold_split(rating=True, seed=0):
-    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
-    g = torch.Generator().manual_seed(seed)
-    rows, t = [], 0
-    for u in range(10):
-        for d, n in (('S', 6), ('T', 5)):
-            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
-                continue
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
-                t += 1
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
-    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
-    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
-
-
-def full_batch(train, num_negatives=2, seed=0, label=True):
-    """Every training edge as a positive; negatives uniform over the positive's domain."""
-    g = torch.Generator().manual_seed(seed)
-    ei = train[INTERACTS].edge_index
-    ranges = torch.tensor(domain_item_ranges(train))
-    r = ranges[train[ITEM].domain[ei[1]]]
-    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
-    rating = getattr(train[INTERACTS], 'rating', None)
-    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
-
-
-def no_grad(p):
-    return p.grad is None or p.grad.abs().sum() == 0
+from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.graphs import cold_start_split
+from cdrgraph.testing.training import no_grad
 
 
 def rows_of(train, k, n=None):
@@ -50,7 +19,7 @@ def rows_of(train, k, n=None):
 
 
 def test_from_data_repr_and_errors():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = CMF.from_data(train, embedding_dim=8, domain_weight=(0.5, 0.5))
     assert m.num_domains == 2 and m.user_emb.weight.shape == (10, 8)
     assert repr(m) == ('CMF(num_users=10, num_items=11, num_domains=2, embedding_dim=8, '
@@ -62,18 +31,18 @@ def test_from_data_repr_and_errors():
 
 
 def test_loss_is_weighted_sum_of_domain_means():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = CMF.from_data(train, embedding_dim=4, domain_weight=(0.3, 0.7))
     P, Q = m.user_emb.weight, m.item_emb.weight
     expected = 0.0
     for k, w in ((0, 0.3), (1, 0.7)):
         u, i, y = rows_of(train, k)
         expected = expected + w * (((P[u] * Q[i]).sum(-1) - y) ** 2).mean()
-    torch.testing.assert_close(m.loss(full_batch(train)), expected)
+    torch.testing.assert_close(m.loss(full_batch_uniform(train)), expected)
 
 
 def test_shared_user_row_transfers_between_domains():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(0)
     m = CMF.from_data(train, embedding_dim=4)
     u, i, y = rows_of(train, 1)  # domain T rows only
@@ -92,7 +61,7 @@ def test_shared_user_row_transfers_between_domains():
 
 
 def test_zero_weight_domain_gives_no_gradient():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = CMF.from_data(train, embedding_dim=4, domain_weight=(1.0, 0.0))
     u, i, y = rows_of(train, 1)
     loss = m.loss(CDRBatch.full(train, u, i, i.view(-1, 1), label=y))
@@ -108,7 +77,7 @@ def test_zero_weight_domain_gives_no_gradient():
 
 
 def test_cold_user_target_score_uses_source_trained_row():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = CMF.from_data(train, embedding_dim=4)
     cold = train.cold_users
     t_items = (train[ITEM].domain == 1).nonzero().view(-1)
@@ -116,13 +85,13 @@ def test_cold_user_target_score_uses_source_trained_row():
     uu, ii = cold.repeat_interleave(t_items.numel()), t_items.repeat(cold.numel())
     torch.testing.assert_close(m.score(z, uu, ii), (m.user_emb.weight[uu] * m.item_emb.weight[ii]).sum(-1))
     # the cold users' rows are trained (by their source edges)
-    m.loss(full_batch(train)).backward()
+    m.loss(full_batch_uniform(train)).backward()
     assert m.user_emb.weight.grad[cold].abs().sum(-1).gt(0).all()
 
 
 def test_recommend_stays_in_domain_and_training_lowers_loss():
-    train, _, _ = cold_split(rating=False)
-    batch = full_batch(train, num_negatives=2, label=False)
+    train, _, _ = cold_start_split(rating=False)
+    batch = full_batch_uniform(train, num_negatives=2, label=False)
     torch.manual_seed(0)
     m = CMF.from_data(train, embedding_dim=8, objective='bce', domain_weight=(0.5, 0.5))
     out = m(batch)

@@ -6,60 +6,17 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from cdrgraph.data.build import domain_item_ranges, from_interactions
+from cdrgraph.data.build import from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.emcdr import EMCDR
-from cdrgraph.transforms.cold_start_split import ColdStartSplit
-
-
-def cold_split(rating=True, seed=0):
-    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
-    g = torch.Generator().manual_seed(seed)
-    rows, t = [], 0
-    for u in range(10):
-        for d, n in (('S', 6), ('T', 5)):
-            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
-                continue
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
-                t += 1
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
-    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
-    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
-
-
-def full_batch(train, num_negatives=2, seed=0, label=True):
-    """Every training edge as a positive; negatives uniform over the positive's domain."""
-    g = torch.Generator().manual_seed(seed)
-    ei = train[INTERACTS].edge_index
-    ranges = torch.tensor(domain_item_ranges(train))
-    r = ranges[train[ITEM].domain[ei[1]]]
-    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
-    rating = getattr(train[INTERACTS], 'rating', None)
-    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
-
-
-def no_grad(p):
-    return p.grad is None or p.grad.abs().sum() == 0
-
-
-def snapshot(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def step(model, batch, stage, lr=0.05):
-    params = list(model.stage_parameters(stage))
-    opt = torch.optim.Adam(params, lr=lr)
-    opt.zero_grad()
-    loss = model.loss(batch, stage)
-    loss.backward()
-    opt.step()
-    return loss
+from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.graphs import cold_start_split
+from cdrgraph.testing.training import no_grad, snapshot, stage_step
 
 
 def test_from_data_reads_split_and_repr():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = EMCDR.from_data(train)
     assert EMCDR.stages == ('pretrain', 'map')
     assert (m.source_domain, m.target_domain) == (0, 1)
@@ -76,19 +33,19 @@ def test_from_data_reads_split_and_repr():
 
 
 def test_inconsistent_bridge_users_raise():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     train.bridge_users = torch.cat([train.bridge_users, train.cold_users[:1]])
     with pytest.raises(ValueError, match='have no training edge in the target domain 1'):
         EMCDR.from_data(train)
 
 
 def test_map_step_updates_only_the_mapping():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(0)
     m = EMCDR.from_data(train, hidden_channels=16)
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     before = snapshot(m)
-    step(m, batch, 'map')
+    stage_step(m, batch, 'map')
     mapping = {n for n, _ in m.named_parameters() if n.startswith('mapping.')}
     assert set(n for n, _ in m.named_parameters() if n not in mapping) == \
         {'source_user.weight', 'target_user.weight', 'item_emb.weight'}
@@ -100,10 +57,10 @@ def test_map_step_updates_only_the_mapping():
 
 
 def test_pretrain_step_leaves_mapping_untouched():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = EMCDR.from_data(train)
     before = snapshot(m)
-    step(m, full_batch(train), 'pretrain')
+    stage_step(m, full_batch_uniform(train), 'pretrain')
     for n, p in m.named_parameters():
         if n.startswith('mapping.'):
             assert torch.equal(p, before[n]) and no_grad(p)
@@ -112,9 +69,9 @@ def test_pretrain_step_leaves_mapping_untouched():
 
 
 def test_map_training_set_and_hand_loss():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = EMCDR.from_data(train)
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     users = m.map_users(batch)
     assert torch.equal(users, train.bridge_users)
     assert not torch.isin(users, train.cold_users).any()
@@ -134,7 +91,7 @@ def test_map_training_set_and_hand_loss():
 
 
 def test_scores_by_hand():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(1)
     m = EMCDR.from_data(train)
     z = m.encode(CDRBatch.full(train))
@@ -157,7 +114,7 @@ def test_scores_by_hand():
 
 
 def test_warm_use_mapping_switch_changes_warm_scores():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(2)
     a = EMCDR.from_data(train)
     b = EMCDR.from_data(train, warm_use_mapping=True)
@@ -173,7 +130,7 @@ def test_warm_use_mapping_switch_changes_warm_scores():
 
 
 def test_sampled_schema_gives_full_graph_scores():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = EMCDR.from_data(train)
     users, items = torch.tensor([7, 2, 5]), torch.tensor([9, 1, 6, 3])
     sub = HeteroData()  # a sampled subgraph in local ids (these models read no edges)
@@ -187,8 +144,8 @@ def test_sampled_schema_gives_full_graph_scores():
 
 
 def test_both_stages_lower_their_loss():
-    train, _, _ = cold_split(rating=False)
-    batch = full_batch(train, label=False)
+    train, _, _ = cold_start_split(rating=False)
+    batch = full_batch_uniform(train, label=False)
     torch.manual_seed(0)
     m = EMCDR.from_data(train, embedding_dim=8, hidden_channels=16)
     assert m(batch).shape == (batch.batch_size * 3,)

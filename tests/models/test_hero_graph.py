@@ -8,34 +8,13 @@ from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.loader.link_loader import CDRLinkLoader
 from cdrgraph.models.hero_graph import HeroGRAPH
 from cdrgraph.models.light_gcn import LightGCN
+from cdrgraph.testing.batches import full_batch_unseen
+from cdrgraph.testing.graphs import OVERLAP_ROWS, overlap_graph
 from cdrgraph.transforms.given_split import GivenSplit
 
-# users 0-2 overlap (A and B), users 3-4 only in A, user 5 only in B; A has items 0-4, B items 0-3
-BASE = [(0, 0, 'A'), (0, 1, 'A'), (0, 0, 'B'), (0, 2, 'B'),
-        (1, 1, 'A'), (1, 2, 'A'), (1, 1, 'B'),
-        (2, 3, 'A'), (2, 2, 'B'), (2, 3, 'B'),
-        (3, 0, 'A'), (3, 4, 'A'),
-        (4, 2, 'A'), (4, 3, 'A'),
-        (5, 0, 'B'), (5, 1, 'B'), (5, 3, 'B')]
+BASE = list(OVERLAP_ROWS)
 VARIANTS = [dict(aggr='attention', combine='concat'), dict(aggr='attention', combine='sum'),
             dict(aggr='lightgcn', combine='concat'), dict(aggr='lightgcn', combine='sum')]
-
-
-def graph(rows=BASE, extra=(), domains=('A', 'B')):
-    df = pd.DataFrame(list(rows) + list(extra), columns=['user', 'item', 'domain'])
-    return from_interactions(df, domains=list(domains))
-
-
-def full_batch(data, num_negatives=1, seed=0):
-    """Every training edge as a positive with in-domain negatives that are not positives."""
-    g = torch.Generator().manual_seed(seed)
-    ei, dom = data[INTERACTS].edge_index, data[ITEM].domain
-    pos = {(int(u), int(i)) for u, i in ei.t().tolist()}
-    negs = []
-    for u, i in ei.t().tolist():
-        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos]
-        negs.append([cand[k] for k in torch.randint(len(cand), (num_negatives,), generator=g).tolist()])
-    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
 
 
 def model(data, seed=0, **kw):
@@ -54,7 +33,7 @@ def all_pairs(data):
 
 @pytest.mark.parametrize('kw', VARIANTS)
 def test_zero_graph_tables_give_independent_mf(kw):
-    data = graph()
+    data = overlap_graph()
     m = model(data, **kw)
     with torch.no_grad():
         m.graph_user_emb.weight.zero_()
@@ -68,7 +47,7 @@ def test_zero_graph_tables_give_independent_mf(kw):
 
 @pytest.mark.parametrize('kw', VARIANTS)
 def test_zero_domain_tables_give_domain_independent_user(kw):
-    data = graph()
+    data = overlap_graph()
     m = model(data, **kw)
     with torch.no_grad():
         m.user_emb.specific.weight.zero_()
@@ -79,7 +58,7 @@ def test_zero_domain_tables_give_domain_independent_user(kw):
 
 
 def test_lightgcn_graph_part_equals_lightgcn():
-    data = graph()
+    data = overlap_graph()
     m = model(data, aggr='lightgcn', num_layers=3)
     ref = LightGCN.from_data(data, embedding_dim=4, num_layers=3)
     with torch.no_grad():
@@ -87,7 +66,7 @@ def test_lightgcn_graph_part_equals_lightgcn():
         m.item_emb.weight.zero_()
         ref.user_emb.weight.copy_(m.graph_user_emb.weight)
         ref.item_emb.weight.copy_(m.graph_item_emb.weight)
-    batch = full_batch(data, num_negatives=2)
+    batch = full_batch_unseen(data, num_negatives=2)
     torch.testing.assert_close(m(batch), ref(batch))
     layers, ref_layers = m.encode_layers(batch), ref.encode_layers(batch)
     assert len(layers) == 4
@@ -96,7 +75,7 @@ def test_lightgcn_graph_part_equals_lightgcn():
 
 
 def test_graph_embedding_is_recurrent_attention_over_all_domains():
-    data = graph()
+    data = overlap_graph()
     m = model(data, num_layers=2)
     gu, gi = m.graph_embeddings(CDRBatch.full(data))[-1]
     ei = data[INTERACTS].edge_index
@@ -109,7 +88,8 @@ def test_graph_embedding_is_recurrent_attention_over_all_domains():
 
 
 def test_transfer_path_training_edge_changes_other_domain_scores():
-    base, changed = graph(), graph(extra=[(0, 1, 'B')])   # one more domain-B training edge of user 0
+    # one more domain-B training edge of user 0
+    base, changed = overlap_graph(), overlap_graph(extra=[(0, 1, 'B')])
     a_items = (base[ITEM].domain == 0).nonzero().view(-1)
     users = torch.zeros(a_items.numel(), dtype=torch.long)
     out = []
@@ -132,12 +112,12 @@ def test_transfer_path_test_edge_changes_nothing():
     s = []
     for data in (t1, t2):
         m = model(data)
-        s.append(m(full_batch(data, num_negatives=2)))
+        s.append(m(full_batch_unseen(data, num_negatives=2)))
     torch.testing.assert_close(s[0], s[1])
 
 
 def test_isolated_user_keeps_graph_embedding():
-    data = graph()
+    data = overlap_graph()
     data[USER].num_nodes = 7           # user 6 has no training edge
     add_derived_edges(data)
     m = model(data, num_layers=2)
@@ -153,7 +133,7 @@ def test_isolated_user_keeps_graph_embedding():
 
 
 def test_equal_domain_batches_and_loss_is_sum_of_domain_losses():
-    data = graph()
+    data = overlap_graph()
     m = model(data, weight_decay=0.1)
     loader = CDRLinkLoader(data, batch_size=3, num_negatives=2, domain_policy='equal')
     steps = 0
@@ -171,9 +151,9 @@ def test_equal_domain_batches_and_loss_is_sum_of_domain_losses():
 
 
 def test_loss_hand_value():
-    data = graph()
+    data = overlap_graph()
     m = model(data, weight_decay=0.5, combine='sum')
-    batch = full_batch(data, num_negatives=2)
+    batch = full_batch_unseen(data, num_negatives=2)
     sel = batch.domain == 1
     sub = CDRBatch.full(data, batch.user[sel], batch.pos_item[sel], batch.neg_item[sel])
     z = m.encode(sub)
@@ -191,7 +171,7 @@ def test_loss_hand_value():
 
 @pytest.mark.parametrize('aggr', ['attention', 'lightgcn'])
 def test_one_hop_subgraph_gives_full_graph_scores(aggr):
-    data = graph()
+    data = overlap_graph()
     m = model(data, aggr=aggr, num_layers=1 if aggr == 'lightgcn' else 2)
     seeds_u, seeds_i = torch.tensor([0, 4]), torch.tensor([2, 6])      # user 0, 4; A item 2, B item 1
     ei = data[INTERACTS].edge_index
@@ -222,9 +202,9 @@ def test_one_hop_subgraph_gives_full_graph_scores(aggr):
 
 def test_three_domains_shapes_and_recommend():
     rows = BASE + [(0, 0, 'C'), (3, 1, 'C'), (5, 0, 'C')]
-    data = graph(rows, domains=('A', 'B', 'C'))
+    data = overlap_graph(rows, domains=('A', 'B', 'C'))
     m = model(data, embedding_dim=8)
-    batch = full_batch(data)
+    batch = full_batch_unseen(data, 1)
     z = m.encode(batch)
     assert z[USER].shape == (6, 3, 16) and z[ITEM].shape == (data[ITEM].num_nodes, 16)
     assert m(batch).shape == (2 * batch.batch_size,)
@@ -235,8 +215,8 @@ def test_three_domains_shapes_and_recommend():
 
 @pytest.mark.parametrize('kw', VARIANTS[:1] + VARIANTS[3:])
 def test_training_lowers_loss_seed_determinism_and_gradients(kw):
-    data = graph()
-    batch = full_batch(data)
+    data = overlap_graph()
+    batch = full_batch_unseen(data, 1)
     runs = []
     for _ in range(2):
         m = model(data, seed=7, embedding_dim=8, **kw)
@@ -257,7 +237,7 @@ def test_training_lowers_loss_seed_determinism_and_gradients(kw):
 
 
 def test_reset_repr_and_errors():
-    data = graph()
+    data = overlap_graph()
     m = model(data)
     assert m.stages == ('joint',) and m.num_layers == 2 and m.out_dim == 8
     before = m.graph_item_emb.weight.clone()
@@ -270,16 +250,16 @@ def test_reset_repr_and_errors():
     with pytest.raises(ValueError, match='combine'):
         HeroGRAPH(6, 9, combine='product')
     with pytest.raises(ValueError, match='from_data'):
-        HeroGRAPH(6, 4, embedding_dim=4)(full_batch(data))
+        HeroGRAPH(6, 4, embedding_dim=4)(full_batch_unseen(data, 1))
     with pytest.raises(ValueError, match='domain'):
-        HeroGRAPH(6, 9, num_domains=1, embedding_dim=4)(full_batch(data))
+        HeroGRAPH(6, 9, num_domains=1, embedding_dim=4)(full_batch_unseen(data, 1))
     with pytest.raises(ValueError, match='at least one negative'):
         m.loss(CDRBatch.full(data, torch.tensor([0]), torch.tensor([0])))
 
 
 @pytest.mark.parametrize('backend', ['csr', 'auto'])
 def test_sampled_loader_with_full_one_hop_matches_full_graph(backend):
-    data = graph()
+    data = overlap_graph()
     m = model(data)
     loader = CDRLinkLoader(data, batch_size=5, num_negatives=2, mode='sampled', num_neighbors=[-1],
                            backend=backend)

@@ -1,61 +1,16 @@
 import math
 
-import pandas as pd
 import pytest
 import torch
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from cdrgraph.data.build import add_derived_edges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.bpr_mf import BPRMF
 from cdrgraph.models.light_gcn import LightGCN
 from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
-
-
-def two_domain_graph(extra_b=(), seed=0):
-    """8 users (user 7 only in B), domain A (6 items) and B (5 items); ``extra_b`` adds B rows."""
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for u in range(8):
-        for d, n in (('A', 6), ('B', 5)):
-            if d == 'A' and u == 7:
-                continue
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d))
-    rows += [(u, i, 'B') for u, i in extra_b]
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain']).drop_duplicates()
-    return from_interactions(df)
-
-
-def select_domain(data, k):
-    """SelectDomains([k]) by hand: all users kept, items of domain k re-indexed."""
-    dom = data[ITEM].domain
-    items = (dom == k).nonzero().view(-1)
-    new_id = torch.full((dom.numel(),), -1)
-    new_id[items] = torch.arange(items.numel())
-    ei = data[INTERACTS].edge_index
-    keep = dom[ei[1]] == k
-    out = data.__class__()
-    out[USER].num_nodes = data[USER].num_nodes
-    out[ITEM].num_nodes = items.numel()
-    out[ITEM].domain = torch.zeros(items.numel(), dtype=torch.long)
-    out['domain'].num_nodes = 1
-    out[INTERACTS].edge_index = torch.stack([ei[0, keep], new_id[ei[1, keep]]])
-    return add_derived_edges(out)
-
-
-def full_batch(data, num_negatives=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ei = data[INTERACTS].edge_index
-    dom = data[ITEM].domain
-    pos_set = {(int(u), int(i)) for u, i in ei.t().tolist()}
-    negs = []
-    for u, i in ei.t().tolist():
-        cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos_set]
-        pick = torch.randint(len(cand), (num_negatives,), generator=g)
-        negs.append([cand[p] for p in pick.tolist()])
-    return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+from cdrgraph.testing.batches import full_batch_unseen
+from cdrgraph.testing.graphs import select_domain, two_domain_graph
 
 
 def homogeneous(edge_index, num_users):
@@ -64,13 +19,13 @@ def homogeneous(edge_index, num_users):
 
 
 def test_equals_pyg_lightgcn_under_same_weights():
-    data = two_domain_graph()
+    data = two_domain_graph(b_only=[7])
     U = data[USER].num_nodes
     m = LightGCN.from_data(data, embedding_dim=8, num_layers=3)
     ref = PyGLightGCN(U + data[ITEM].num_nodes, 8, num_layers=3)
     with torch.no_grad():
         ref.embedding.weight.copy_(torch.cat([m.user_emb.weight, m.item_emb.weight]))
-    batch = full_batch(data)
+    batch = full_batch_unseen(data, 2)
     eli = batch.edge_label_index
     hom = homogeneous(data[INTERACTS].edge_index, U)
     expected = ref(hom, torch.stack([eli[0], eli[1] + U]))
@@ -80,14 +35,14 @@ def test_equals_pyg_lightgcn_under_same_weights():
 
 
 def test_zero_layers_equals_bpr_mf():
-    data = two_domain_graph()
+    data = two_domain_graph(b_only=[7])
     torch.manual_seed(0)
     lg = LightGCN.from_data(data, embedding_dim=8, num_layers=0, item_bias=True)
     mf = BPRMF.from_data(data, embedding_dim=8, item_bias=True)
     with torch.no_grad():
         lg.item_bias.uniform_()
     mf.load_state_dict(lg.state_dict())
-    batch = full_batch(data)
+    batch = full_batch_unseen(data, 2)
     torch.testing.assert_close(lg(batch), mf(batch))
     torch.testing.assert_close(lg.loss(batch), mf.loss(batch))
     assert len(lg.encode_layers(batch)) == 1
@@ -95,7 +50,7 @@ def test_zero_layers_equals_bpr_mf():
 
 @pytest.mark.parametrize('num_layers', [0, 1, 3])
 def test_encode_layers(num_layers):
-    data = two_domain_graph()
+    data = two_domain_graph(b_only=[7])
     m = LightGCN.from_data(data, embedding_dim=4, num_layers=num_layers)
     batch = CDRBatch.full(data)
     layers = m.encode_layers(batch)
@@ -111,7 +66,7 @@ def test_encode_layers(num_layers):
 
 
 def test_shared_user_item_embeddings_depend_on_other_domain():
-    base = two_domain_graph()
+    base = two_domain_graph(b_only=[7])
     # new B edges of users 0 and 1 (who also have A edges) -> A items reach them within 2 hops
     b_items = (base[ITEM].domain == 1).nonzero().view(-1)
     ei = base[INTERACTS].edge_index
@@ -119,7 +74,7 @@ def test_shared_user_item_embeddings_depend_on_other_domain():
     extra = [(u, int(i) - int(b_items[0])) for u in (0, 1) for i in b_items.tolist()
              if (u, i) not in have][:2]
     assert len(extra) == 2
-    changed = two_domain_graph(extra_b=extra)
+    changed = two_domain_graph(extra_b=extra, b_only=[7])
     a_items = (base[ITEM].domain == 0).nonzero().view(-1)
 
     def a_item_emb(g, shared):
@@ -134,10 +89,10 @@ def test_shared_user_item_embeddings_depend_on_other_domain():
 
 
 def test_l2_on_ego_rows_hand_value():
-    data = two_domain_graph()
+    data = two_domain_graph(b_only=[7])
     torch.manual_seed(1)
     m = LightGCN.from_data(data, embedding_dim=4, num_layers=2, weight_decay=0.0)
-    batch = full_batch(data, num_negatives=2)
+    batch = full_batch_unseen(data, num_negatives=2)
     plain = m.loss(batch).item()
     m.bpr.weight_decay = 0.5
     P, Q = m.user_emb.weight, m.item_emb.weight
@@ -146,11 +101,11 @@ def test_l2_on_ego_rows_hand_value():
 
 
 def test_permuted_local_ids_give_same_scores():
-    data = two_domain_graph()
+    data = two_domain_graph(b_only=[7])
     m = LightGCN.from_data(data, embedding_dim=4, num_layers=2, item_bias=True)
     with torch.no_grad():
         m.item_bias.normal_()
-    full = full_batch(data, 1)
+    full = full_batch_unseen(data, 1)
     g = torch.Generator().manual_seed(0)
     U, I = data[USER].num_nodes, data[ITEM].num_nodes
     pu, pi = torch.randperm(U, generator=g), torch.randperm(I, generator=g)  # local -> global
@@ -167,8 +122,8 @@ def test_permuted_local_ids_give_same_scores():
 
 
 def test_training_recommend_seed_and_repr():
-    data = two_domain_graph()
-    batch = full_batch(data)
+    data = two_domain_graph(b_only=[7])
+    batch = full_batch_unseen(data, 2)
     runs = []
     for _ in range(2):
         torch.manual_seed(0)

@@ -1,61 +1,15 @@
 """PTUPCDR: personalised meta bridges from the source history (MODELS.md §9.5)."""
 import math
 
-import pandas as pd
 import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from cdrgraph.data.build import domain_item_ranges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
-from cdrgraph.transforms.cold_start_split import ColdStartSplit
-
-
-def cold_split(rating=True, seed=0):
-    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
-    g = torch.Generator().manual_seed(seed)
-    rows, t = [], 0
-    for u in range(10):
-        for d, n in (('S', 6), ('T', 5)):
-            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
-                continue
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
-                t += 1
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
-    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
-    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
-
-
-def full_batch(train, num_negatives=2, seed=0, label=True):
-    """Every training edge as a positive; negatives uniform over the positive's domain."""
-    g = torch.Generator().manual_seed(seed)
-    ei = train[INTERACTS].edge_index
-    ranges = torch.tensor(domain_item_ranges(train))
-    r = ranges[train[ITEM].domain[ei[1]]]
-    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
-    rating = getattr(train[INTERACTS], 'rating', None)
-    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
-
-
-def no_grad(p):
-    return p.grad is None or p.grad.abs().sum() == 0
-
-
-def snapshot(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def step(model, batch, stage, lr=0.05):
-    params = list(model.stage_parameters(stage))
-    opt = torch.optim.Adam(params, lr=lr)
-    opt.zero_grad()
-    loss = model.loss(batch, stage)
-    loss.backward()
-    opt.step()
-    return loss
+from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.graphs import cold_start_split
 
 
 def meta_param_names(model):
@@ -63,7 +17,7 @@ def meta_param_names(model):
 
 
 def test_from_data_repr_and_histories():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = PTUPCDR.from_data(train)
     assert PTUPCDR.stages == ('pretrain', 'meta')
     assert torch.equal(m.bridge_mask.nonzero().view(-1), train.bridge_users)
@@ -77,14 +31,15 @@ def test_from_data_repr_and_histories():
     keep_all = PTUPCDR.from_data(train, history_min_rating=None, max_len=2)
     assert keep_all.history_index[0][keep_all.history_mask[0]].tolist() == [5, 3]  # last 2 by time
     assert repr(m) == ('PTUPCDR(num_users=10, num_items=11, source_domain=0, target_domain=1, '
-                       'embedding_dim=10, meta_dim=50, max_len=20, history_min_rating=4.0, objective=\'auto\', '
+                       'embedding_dim=10, meta_dim=50, max_len=20, history_min_rating=4.0, '
+                       'objective=\'auto\', '
                        "compat=PTUPCDRCompat(empty_history='learned'))")
     with pytest.raises(RuntimeError, match='from_data'):
-        PTUPCDR(10, 11).loss(full_batch(train), 'meta')
+        PTUPCDR(10, 11).loss(full_batch_uniform(train), 'meta')
 
 
 def test_histories_use_training_edges_only_and_warn_on_empty_filter():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     st = train[INTERACTS]
     ei = st.edge_index
     st.split = torch.zeros(ei.size(1), dtype=torch.long)
@@ -100,17 +55,17 @@ def test_histories_use_training_edges_only_and_warn_on_empty_filter():
 
 
 def test_history_before_target_is_reported():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     train.history_before_target = True
     with pytest.warns(UserWarning, match='history_before_target=True is not applied'):
         PTUPCDR.from_data(train)
 
 
 def test_meta_step_updates_only_the_meta_network():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(0)
     m = PTUPCDR.from_data(train)
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     assert {id(p) for p in m.stage_parameters('meta')} == {id(p) for p in m.meta.parameters()}
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     extra = m.extra_row.clone()
@@ -125,18 +80,18 @@ def test_meta_step_updates_only_the_meta_network():
 
 
 def test_pretrain_step_leaves_meta_untouched():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = PTUPCDR.from_data(train)
     before = {n: p.detach().clone() for n, p in m.named_parameters()}
     opt = torch.optim.Adam(m.stage_parameters('pretrain'), lr=0.05)
-    m.loss(full_batch(train), 'pretrain').backward()
+    m.loss(full_batch_uniform(train), 'pretrain').backward()
     opt.step()
     for n, p in m.named_parameters():
         assert torch.equal(p, before[n]) == n.startswith('meta.'), n
 
 
 def test_bridge_is_personal_and_identity_decoder_gives_source_vector():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(1)
     m = PTUPCDR.from_data(train)
     W = m.bridge(torch.tensor([0, 3, 4]))
@@ -150,7 +105,7 @@ def test_bridge_is_personal_and_identity_decoder_gives_source_vector():
 
 
 def test_padding_slot_content_is_ignored():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(2)
     m = PTUPCDR.from_data(train)
     users = torch.arange(10)
@@ -162,10 +117,10 @@ def test_padding_slot_content_is_ignored():
 
 
 def test_meta_loss_uses_bridge_users_target_ratings():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(3)
     m = PTUPCDR.from_data(train)
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     ei, y = train[INTERACTS].edge_index, train[INTERACTS].rating
     rows = (train[ITEM].domain[ei[1]] == 1) & torch.isin(ei[0], train.bridge_users)
     assert torch.equal(m.meta_users(batch), rows)
@@ -175,7 +130,7 @@ def test_meta_loss_uses_bridge_users_target_ratings():
 
 
 def test_scores_by_hand_and_recommend():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(4)
     m = PTUPCDR.from_data(train)
     z = m.encode(CDRBatch.full(train))
@@ -198,7 +153,7 @@ def test_compat_empty_history_extra_row():
     assert PTUPCDRCompat.reference() == PTUPCDRCompat(empty_history='extra_row')
     with pytest.raises(ValueError, match='empty_history must be one of'):
         PTUPCDRCompat(empty_history='zeros')
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     torch.manual_seed(5)
     ours = PTUPCDR.from_data(train)
     ref = PTUPCDR.from_data(train, compat=PTUPCDRCompat.reference())
@@ -215,7 +170,7 @@ def test_compat_empty_history_extra_row():
     # users with a history are scored identically
     torch.testing.assert_close(ours.transfer(torch.tensor([0, 3])), ref.transfer(torch.tensor([0, 3])))
     # a bridge user with an empty history: only ours trains the "no history" vector in the meta stage
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     for model, trains in ((ours, True), (ref, False)):
         model.history_mask[0] = False
         model.loss(batch, 'meta').backward()
@@ -224,7 +179,7 @@ def test_compat_empty_history_extra_row():
 
 
 def test_sampled_schema_gives_full_graph_scores():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = PTUPCDR.from_data(train)
     users, items = torch.tensor([6, 2, 4]), torch.tensor([9, 1, 6, 3])
     sub = HeteroData()  # a sampled subgraph in local ids (the model reads no edges)
@@ -239,8 +194,8 @@ def test_sampled_schema_gives_full_graph_scores():
 
 @pytest.mark.parametrize('rating', [True, False])
 def test_both_stages_lower_their_loss(rating):
-    train, _, _ = cold_split(rating=rating)
-    batch = full_batch(train, label=rating)
+    train, _, _ = cold_start_split(rating=rating)
+    batch = full_batch_uniform(train, label=rating)
     torch.manual_seed(0)
     m = PTUPCDR.from_data(train, embedding_dim=8, meta_dim=16)
     assert m(batch).shape == (batch.batch_size * 3,) and torch.isfinite(m(batch)).all()

@@ -1,49 +1,22 @@
 """TgtOnly: target-only MF baseline of the cold-start papers."""
 import math
 
-import pandas as pd
 import pytest
 import torch
 
-from cdrgraph.data.build import domain_item_ranges, from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.tgt_only import TgtOnly
-from cdrgraph.transforms.cold_start_split import ColdStartSplit
-
-
-def cold_split(rating=True, seed=0):
-    """Users 0-7 in S and T, 8 only in S, 9 only in T; 2 of the 8 overlapping users are cold in T."""
-    g = torch.Generator().manual_seed(seed)
-    rows, t = [], 0
-    for u in range(10):
-        for d, n in (('S', 6), ('T', 5)):
-            if (u == 8 and d == 'T') or (u == 9 and d == 'S'):
-                continue
-            for i in torch.randperm(n, generator=g)[:3].tolist():
-                rows.append((u, i, d, float(torch.randint(1, 6, (1,), generator=g)), t))
-                t += 1
-    df = pd.DataFrame(rows, columns=['user', 'item', 'domain', 'rating', 'time'])
-    data = from_interactions(df, rating='rating' if rating else None, time='time', domains=['S', 'T'])
-    return ColdStartSplit('S', 'T', fraction=0.25, seed=0)(data)
-
-
-def full_batch(train, num_negatives=2, seed=0, label=True):
-    """Every training edge as a positive; negatives uniform over the positive's domain."""
-    g = torch.Generator().manual_seed(seed)
-    ei = train[INTERACTS].edge_index
-    ranges = torch.tensor(domain_item_ranges(train))
-    r = ranges[train[ITEM].domain[ei[1]]]
-    neg = r[:, :1] + (torch.rand(ei.size(1), num_negatives, generator=g) * (r[:, 1:] - r[:, :1])).long()
-    rating = getattr(train[INTERACTS], 'rating', None)
-    return CDRBatch.full(train, ei[0], ei[1], neg, label=rating if label else None)
+from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.graphs import cold_start_split
 
 
 def test_from_data_reads_target_and_repr():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = TgtOnly.from_data(train)
     assert m.target_domain == 1 and m.user_emb.weight.shape == (10, 10) and m.item_emb.num_embeddings == 11
-    assert repr(m) == 'TgtOnly(num_users=10, num_items=11, target_domain=1, embedding_dim=10, objective=\'auto\')'
+    assert repr(m) == ('TgtOnly(num_users=10, num_items=11, target_domain=1, embedding_dim=10, '
+                       'objective=\'auto\')')
     assert TgtOnly.from_data(train, target_domain='T').target_domain == 1
     with pytest.raises(ValueError, match='contradicts data.target_domain=1'):
         TgtOnly.from_data(train, target_domain='S')
@@ -52,9 +25,9 @@ def test_from_data_reads_target_and_repr():
 
 
 def test_mse_on_target_rows_only_hand_value():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = TgtOnly.from_data(train, embedding_dim=4)
-    batch = full_batch(train)
+    batch = full_batch_uniform(train)
     ei, y = train[INTERACTS].edge_index, train[INTERACTS].rating
     tgt = train[ITEM].domain[ei[1]] == 1
     P, Q = m.user_emb.weight, m.item_emb.weight
@@ -71,7 +44,7 @@ def test_mse_on_target_rows_only_hand_value():
 
 
 def test_bpr_and_bce_hand_values():
-    train, _, _ = cold_split(rating=False)
+    train, _, _ = cold_start_split(rating=False)
     m = TgtOnly.from_data(train, embedding_dim=2)
     t_items = (train[ITEM].domain == 1).nonzero().view(-1)
     i, j = int(t_items[0]), int(t_items[1])
@@ -94,7 +67,7 @@ def test_bpr_and_bce_hand_values():
 
 
 def test_batch_without_target_rows_gives_connected_zero():
-    train, _, _ = cold_split()
+    train, _, _ = cold_start_split()
     m = TgtOnly.from_data(train)
     ei = train[INTERACTS].edge_index
     src = (train[ITEM].domain[ei[1]] == 0).nonzero().view(-1)[:4]
@@ -107,8 +80,8 @@ def test_batch_without_target_rows_gives_connected_zero():
 
 
 def test_forward_shape_and_training_lowers_loss():
-    train, _, _ = cold_split()
-    batch = full_batch(train, num_negatives=3)
+    train, _, _ = cold_start_split()
+    batch = full_batch_uniform(train, num_negatives=3)
     torch.manual_seed(0)
     m = TgtOnly.from_data(train, embedding_dim=8)
     out = m(batch)
