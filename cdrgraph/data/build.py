@@ -243,7 +243,7 @@ def from_interactions(
     if return_id_maps:
         id_maps: IdMaps = {
             USER: pd.Index(user_index, name='user'),
-            ITEM: pd.Index([f'{names[d]}/{r}' for d, r in zip(item_dom.tolist(), raw_items)], name='item'),
+            ITEM: pd.Index([f'{names[d]}/{r}' for d, r in zip(item_dom.tolist(), raw_items, strict=True)], name='item'),
             DOMAIN: pd.Index(names, name='domain'),
         }
         return data, id_maps

@@ -74,8 +74,8 @@ def read_table(path: str, columns: Sequence[str], *, sep: str = '\t', header: in
         ok = num.notna() & (num == np.floor(num.fillna(0)))
         if not ok.all():
             row = int(np.flatnonzero(~ok.to_numpy())[0])
-            raise DataFormatError(f"{path}, line {_line_number(path, row, first_line)}: field '{col}' must be an integer, got "
-                                  f'{df[col].iloc[row]!r}. {fix}'.strip())
+            raise DataFormatError(f"{path}, line {_line_number(path, row, first_line)}: field '{col}' must be an "
+                                  f'integer, got {df[col].iloc[row]!r}. {fix}'.strip())
         df[col] = num.astype(np.int64)
     for col in float_columns:
         num = pd.to_numeric(df[col], errors='coerce')
