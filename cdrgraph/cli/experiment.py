@@ -48,7 +48,7 @@ __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sw
            'write_results', 'RESULT_COLUMNS']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
-SPLIT_CACHE_VERSION = 1
+SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
 MODEL_FILE = 'model.pt'
 
 

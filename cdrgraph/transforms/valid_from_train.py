@@ -38,16 +38,27 @@ class ValidFromTrain(BaseTransform):
     this transform. ``data.num_train_only_groups`` counts the (user, domain)
     groups too small to give an item.
 
+    With ``keep_items_warm=True`` (default) the carved item is chosen among
+    the group's items that keep at least one other training edge, and no item
+    loses its last training edge: carving validation data then never turns a
+    test positive into a cold item, so the eligible test rows stay exactly
+    those of the benchmark (e.g. DisenCDR's ``test.txt``). Groups left without
+    such an item get no validation pair (``data.num_val_skipped_warm``, with a
+    warning).
+
     Args:
         seed (int, optional): seed of the choice (SHA-256 based).
             (default: :obj:`0`)
+        keep_items_warm (bool, optional): never remove an item's last
+            training edge. (default: :obj:`True`)
 
     Example:
         >>> train, val, test = ValidFromTrain(seed=0)(GivenSplit()(data))
     """
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, keep_items_warm: bool = True) -> None:
         self.seed = int(seed)
+        self.keep_items_warm = bool(keep_items_warm)
 
     def forward(self, data: Any) -> SplitTuple:  # type: ignore[override]
         train, val, test = as_split_tuple(data, 'ValidFromTrain')
@@ -60,8 +71,23 @@ class ValidFromTrain(BaseTransform):
         ei = train[INTERACTS].edge_index
         g = make_generator('ValidFromTrain', self.seed)
         order = torch.randperm(ei.size(1), generator=g)
-        perm, rank, size = group_positions(pair_domain_keys(train, ei), order)
-        carve = torch.sort(perm[(size >= 3) & (rank == size - 1)]).values
+        if self.keep_items_warm:
+            # prefer edges whose item keeps another training edge: they sort last in their group
+            deg = torch.bincount(ei[1], minlength=int(train['item'].num_nodes))
+            eligible = deg[ei[1]] >= 2
+            perm, rank, size = group_positions(pair_domain_keys(train, ei), order + ei.size(1) * eligible.long())
+            chosen = perm[(size >= 3) & (rank == size - 1)]
+            wanted = chosen.numel()
+            chosen = chosen[eligible[chosen]]
+            # at most deg - 1 removals per item (random order decides who keeps a validation item)
+            p2, r2, _ = group_positions(ei[1, chosen], order[chosen])
+            chosen = chosen[p2[r2 < deg[ei[1, chosen[p2]]] - 1]]
+            num_skipped = wanted - chosen.numel()
+        else:
+            perm, rank, size = group_positions(pair_domain_keys(train, ei), order)
+            chosen = perm[(size >= 3) & (rank == size - 1)]
+            num_skipped = 0
+        carve = torch.sort(chosen).values
         keep = torch.ones(ei.size(1), dtype=torch.bool)
         keep[carve] = False
 
@@ -69,6 +95,11 @@ class ValidFromTrain(BaseTransform):
         rule = getattr(train, 'split_rule', '?')
         base.split_rule = f'{rule} + {self!r}'
         base.num_train_only_groups = int(((size < 3) & (rank == 0)).sum())
+        base.num_val_skipped_warm = int(num_skipped)
+        if num_skipped:
+            warnings.warn(f'ValidFromTrain: {num_skipped} (user, domain) groups get no validation item because '
+                          "every candidate item would lose its last training edge (keep_items_warm=True)",
+                          stacklevel=3)
         new_train = finish(base, 'train', train_labels(base))
         new_val = finish(base, 'val', labels_of(train, carve))
 
@@ -86,7 +117,7 @@ class ValidFromTrain(BaseTransform):
         return new_train, new_val, new_test
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(seed={self.seed})'
+        return f'{self.__class__.__name__}(seed={self.seed}, keep_items_warm={self.keep_items_warm})'
 
 
 __all__ = ['ValidFromTrain']

@@ -44,7 +44,7 @@ def test_carves_one_item_only_where_two_remain():
         assert torch.equal(g[EI].edge_index, tr2[EI].edge_index)
     assert torch.equal(te2[EI].edge_label_index, test[EI].edge_label_index)
     assert tr2.num_train_only_groups == 2
-    assert va2.split_name == 'val' and 'ValidFromTrain(seed=0)' in va2.split_rule
+    assert va2.split_name == 'val' and 'ValidFromTrain(seed=0, keep_items_warm=True)' in va2.split_rule
 
 
 def test_seeded_and_seed_changes_choice():
@@ -76,3 +76,25 @@ def test_drops_stale_candidates_with_warning():
     with pytest.warns(UserWarning, match='run EvalCandidates after'):
         _, _, test = ValidFromTrain()(split)
     assert 'edge_label_neg' not in test[EI]
+
+
+def _train_degree(tr):
+    return torch.bincount(tr[EI].edge_index[1], minlength=int(tr['item'].num_nodes))
+
+
+def test_keep_items_warm_never_makes_a_test_positive_cold():
+    rng = np.random.default_rng(3)
+    rows = []
+    for u in range(40):  # 5 train items per user drawn from a long tail, + 1 test item
+        items = rng.choice(60, size=6, replace=False)
+        rows += [(f'u{u}', f'x{i}', 'a', 0) for i in items[:5]] + [(f'u{u}', f'x{items[5]}', 'a', 2)]
+    (train, val, test), _ = given(rows)
+    warm_before = _train_degree(train) > 0
+    tr, va, te = ValidFromTrain(seed=0)((train, val, test))
+    # every item that had a training edge still has one
+    assert bool((_train_degree(tr)[warm_before] > 0).all())
+    assert va[EI].edge_label_index.size(1) + va.num_val_skipped_warm == 40
+    assert va[EI].edge_label_index.size(1) > 30
+    # the plain rule (keep_items_warm=False) does turn some items cold on this long-tailed graph
+    tr_plain, _, _ = ValidFromTrain(seed=0, keep_items_warm=False)((train, val, test))
+    assert bool((_train_degree(tr_plain)[warm_before] == 0).any())
