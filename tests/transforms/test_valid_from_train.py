@@ -98,3 +98,21 @@ def test_keep_items_warm_never_makes_a_test_positive_cold():
     # the plain rule (keep_items_warm=False) does turn some items cold on this long-tailed graph
     tr_plain, _, _ = ValidFromTrain(seed=0, keep_items_warm=False)((train, val, test))
     assert bool((_train_degree(tr_plain)[warm_before] == 0).any())
+
+
+@pytest.mark.realdata
+def test_amazon_eligible_test_rows_stay_those_of_test_txt(shared_data, tmp_path):
+    # DisenCDR's test.txt = test_original minus cold-item rows; carving validation data from training must
+    # not shrink that set (README of amazon-disencdr: Sport 8,326 and Cloth 7,540 test.txt rows)
+    import os.path as osp
+
+    from cdrgraph.datasets import AmazonCDR
+    data = AmazonCDR(str(tmp_path), pair='sport_cloth', raw_dir=osp.join(shared_data, 'amazon-disencdr'))[0]
+    tr, va, te = ValidFromTrain(seed=0)(GivenSplit()(data))
+    warm = _train_degree(tr) > 0
+    lab = te[EI].edge_label_index
+    dom = tr['item'].domain
+    eligible = warm[lab[1]]
+    counts = {data.domain_names[k]: int((eligible & (dom[lab[1]] == k)).sum()) for k in range(2)}
+    assert counts == {'sport': 8326, 'cloth': 7540}
+    assert va[EI].edge_label_index.size(1) > 0.95 * 2 * 9928
