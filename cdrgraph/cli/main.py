@@ -6,6 +6,7 @@ r"""The ``cdrgraph`` console script: ``train``, ``eval``, ``sweep`` and ``data s
     cdrgraph eval CHECKPOINT [--split test]
     cdrgraph sweep CONFIG --grid models.LightGCN.model.num_layers=1,2,3 [--out DIR]
     cdrgraph data stats NAME --root DIR [--raw-dir DIR] [--set key=value ...]
+    cdrgraph depth CONFIG --layers 0,1,2,4 [--seeds 0,1] [--out DIR] [--combine mean,last] [--model ENTRY]
 
 Errors exit with status 2 and a one-line message (``--debug`` shows the traceback).
 """
@@ -29,6 +30,24 @@ def _seeds(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f'--seeds {text!r}: expected non-negative ints, e.g. 0,1,2')
     return seeds
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        layers = [int(s) for s in text.split(',') if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--layers {text!r}: expected comma-separated ints, '
+                                         'e.g. 0,1,2,4') from None
+    if not layers or any(v < 0 for v in layers):
+        raise argparse.ArgumentTypeError(f'--layers {text!r}: expected non-negative ints, e.g. 0,1,2,4')
+    return layers
+
+
+def _modes(text: str) -> list[str]:
+    modes = [s.strip() for s in text.split(',') if s.strip()]
+    if not modes:
+        raise argparse.ArgumentTypeError(f'--combine {text!r}: expected e.g. mean,last')
+    return modes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument('--raw-dir', default=None, help='folder of the raw files (may be read-only)')
     stats.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                        help='dataset constructor argument, e.g. pair=phone_electronic (repeatable)')
+
+    depth = sub.add_parser('depth', help='over-smoothing depth study of a propagating model')
+    depth.add_argument('config', help='YAML experiment file with one propagating model (e.g. LightGCN)')
+    depth.add_argument('--layers', type=_layers, required=True, help='depths, e.g. 0,1,2,4')
+    depth.add_argument('--seeds', type=_seeds, default=None, help='comma-separated seeds (default: config seeds)')
+    depth.add_argument('--out', default=None, help='output folder (default: runs/<config name>-depth)')
+    depth.add_argument('--combine', type=_modes, default=['mean', 'last'],
+                       help='layer-combination modes: mean, last, native (default: mean,last)')
+    depth.add_argument('--model', default=None, help='model entry (default: the only propagating entry)')
+    depth.add_argument('--metric', default=None, help='metric of the depth figure (default: ndcg@10)')
+    depth.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                       help='override a config value (repeatable)')
+    depth.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
     return parser
 
 
@@ -101,6 +133,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress,
               resume=args.resume)
     print(f'sweep over {grid} written to {osp.join(out, "sweep.csv")} and {osp.join(out, "sweep.md")}')
+    return 0
+
+
+def _cmd_depth(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import load_config
+    from cdrgraph.cli.depth import depth_study
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or osp.join('runs', f"{cfg.get('name') or osp.splitext(osp.basename(args.config))[0]}-depth")
+    study = depth_study(cfg, args.layers, seeds=args.seeds, out=out, combine_modes=args.combine,
+                        model=args.model, metric=args.metric, device=args.device)
+    for mode, why in study.skipped.items():
+        print(f'skipped combine mode {mode!r}: {why}')
+    files = ['depth_metrics.csv', 'depth_smoothness.csv'] + [osp.basename(p) for p in study.figures]
+    print(f'depth study written to {out}: {", ".join(files)}')
     return 0
 
 
@@ -172,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval}
+    commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval, 'depth': _cmd_depth}
     try:
         if args.command == 'data':
             return _cmd_data_stats(args)

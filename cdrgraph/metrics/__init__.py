@@ -17,6 +17,7 @@ from cdrgraph.metrics.ranking import (
 )
 from cdrgraph.metrics.rating import RatingMetrics, mae, rmse
 from cdrgraph.metrics.report import higher_is_better, summarize, to_csv, to_markdown
+from cdrgraph.metrics.smoothness import cross_domain_mad, dirichlet_energy, mad, within_domain_mad
 
 __all__ = [
     'Evaluator', 'dot_scorer',
@@ -25,4 +26,5 @@ __all__ = [
     'CTRMetrics', 'auc_score', 'gauc_score', 'group_auc', 'log_loss',
     'RatingMetrics', 'mae', 'rmse',
     'summarize', 'to_markdown', 'to_csv', 'higher_is_better',
+    'dirichlet_energy', 'mad', 'within_domain_mad', 'cross_domain_mad',
 ]
