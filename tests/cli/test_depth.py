@@ -8,13 +8,13 @@ import pytest
 import torch
 import yaml
 
+from cdrgraph.cli.depth import combine_layers, depth_study, layer_smoothness, use_combine_mode
 from cdrgraph.cli.main import main
 from cdrgraph.data.schema import INTERACTS, ITEM
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.metrics.smoothness import cross_domain_mad, dirichlet_energy, mad
 from cdrgraph.models import BPRMF, HeroGRAPH, LightGCN
 from cdrgraph.testing.graphs import overlap_graph
-from cdrgraph.cli.depth import combine_layers, depth_study, layer_smoothness, use_combine_mode
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
