@@ -36,7 +36,7 @@ __all__ = ['ConfigError', 'load_config', 'apply_overrides', 'set_by_path', 'pars
 
 TOP_LEVEL = ('name', 'data', 'split', 'candidates', 'evaluation', 'train', 'models', 'baseline', 'seeds',
              'cache_dir', 'device')
-MODEL_ENTRY = ('class', 'model', 'train', 'select_domains')
+MODEL_ENTRY = ('class', 'model', 'train', 'select_domains', 'domains')
 SELECT_DOMAINS = ('per_domain',)
 #: constructor arguments a model's ``from_data`` reads from the graph
 FROM_DATA = ('num_users', 'num_items', 'num_domains')
@@ -280,7 +280,22 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if sel is not None and sel not in SELECT_DOMAINS:
             raise ConfigError(f'{where}.select_domains: unknown value {sel!r}; '
                               f'allowed: {", ".join(SELECT_DOMAINS)}')
-        norm_models[str(entry)] = {'class': name, 'model': mkw, 'train': tkw, 'select_domains': sel}
+        per_dom = _mapping(spec.get('domains'), f'{where}.domains')
+        if per_dom and sel != 'per_domain':
+            raise ConfigError(f'{where}.domains: per-domain overrides need select_domains: per_domain '
+                              '(one single-domain model per domain)')
+        norm_dom: dict[str, dict[str, Any]] = {}
+        for dname, ov in per_dom.items():
+            dwhere = f'{where}.domains.{dname}'
+            ov = _mapping(ov, dwhere)
+            check_keys(ov, ('model', 'train'), dwhere)
+            dm = _mapping(ov.get('model'), f'{dwhere}.model')
+            check_keys(dm, allowed_keys(mcls, FROM_DATA), f'{dwhere}.model ({name})')
+            dt = _mapping(ov.get('train'), f'{dwhere}.train')
+            check_keys(dt, fit_keys, f'{dwhere}.train')
+            norm_dom[str(dname)] = {'model': dm, 'train': dt}
+        norm_models[str(entry)] = {'class': name, 'model': mkw, 'train': tkw, 'select_domains': sel,
+                                   'domains': norm_dom}
     cfg['models'] = norm_models
     # baseline
     base = _mapping(cfg.get('baseline'), 'baseline')
@@ -346,7 +361,8 @@ def model_entries(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     models = dict(cfg['models'])
     protocol = cfg['evaluation'].get('protocol', 'sampled')
     if protocol in ('sampled', 'full') and not any(m['class'] == 'Popularity' for m in models.values()):
-        models = {'Popularity': {'class': 'Popularity', 'model': {}, 'train': {}, 'select_domains': None},
+        models = {'Popularity': {'class': 'Popularity', 'model': {}, 'train': {}, 'select_domains': None,
+                                 'domains': {}},
                   **models}
     return models
 

@@ -146,9 +146,16 @@ def run_model(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], split
         return _fit_and_test(cfg, name, entry, splits, seed, ckpt, device, progress, resume, None)
     from cdrgraph.transforms.select_domains import SelectDomains
     merged: dict[str, dict[str, float]] = {}
-    for dname in domain_names(splits[0]):
+    names = domain_names(splits[0])
+    unknown = sorted(set(entry.get('domains') or {}) - set(names))
+    if unknown:
+        raise ConfigError(f'models.{name}.domains: unknown domain(s) {unknown}; the data has {names}')
+    for dname in names:
         sub = SelectDomains([dname])(tuple(splits))
-        res = _fit_and_test(cfg, name, entry, sub, seed, osp.join(ckpt, _safe(dname)), device, progress,
+        override = (entry.get('domains') or {}).get(dname, {})
+        dentry = {**entry, 'model': {**entry['model'], **override.get('model', {})},
+                  'train': {**entry['train'], **override.get('train', {})}}
+        res = _fit_and_test(cfg, name, dentry, sub, seed, osp.join(ckpt, _safe(dname)), device, progress,
                             resume, dname)
         for proto, metrics in res.items():
             merged.setdefault(proto, {}).update({k: v for k, v in metrics.items() if not k.endswith('/mean')})

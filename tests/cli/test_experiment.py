@@ -98,3 +98,28 @@ def test_parse_grid():
         parse_grid(['a=1', 'a=2'])
     with pytest.raises(ConfigError, match='expected key=v1,v2'):
         parse_grid(['a='])
+
+
+def test_per_domain_overrides_reach_each_domains_model(tiny_cfg, tmp_path):
+    import torch
+
+    from cdrgraph.cli.config import ConfigError, validate_config
+    cfg = dict(tiny_cfg)
+    cfg['models'] = {'SMF': {'class': 'BPRMF', 'model': {'embedding_dim': 4}, 'select_domains': 'per_domain',
+                             'domains': {'d1': {'model': {'embedding_dim': 6}, 'train': {'lr': 0.05}}}}}
+    out = tmp_path / 'run'
+    run_experiment(validate_config(cfg), str(out))
+    dims = {}
+    for dom in ('d0', 'd1'):
+        ck = torch.load(out / 'checkpoints' / 'SMF' / 'seed0' / dom / 'model.pt', weights_only=True)
+        dims[dom] = next(v.size(1) for k, v in ck['model'].items() if v.dim() == 2)
+    assert dims == {'d0': 4, 'd1': 6}
+    # overrides are validated like the rest of the entry
+    bad = dict(tiny_cfg)
+    bad['models'] = {'SMF': {'class': 'BPRMF', 'select_domains': 'per_domain',
+                             'domains': {'d1': {'model': {'embedding_dims': 6}}}}}
+    with pytest.raises(ConfigError, match='embedding_dims'):
+        validate_config(bad)
+    bad['models'] = {'SMF': {'class': 'BPRMF', 'domains': {'d1': {'model': {'embedding_dim': 6}}}}}
+    with pytest.raises(ConfigError, match='select_domains: per_domain'):
+        validate_config(bad)
