@@ -53,7 +53,7 @@ def test_apply_overrides_does_not_mutate(tiny_cfg):
 def test_valid_config_is_normalised(tiny_cfg):
     cfg = validate_config(tiny_cfg)
     assert cfg['models'] == {'BPRMF': {'class': 'BPRMF', 'model': {'embedding_dim': 4}, 'train': {},
-                                       'select_domains': None}}
+                                       'select_domains': None, 'domains': {}}}
     assert list(model_entries(cfg)) == ['Popularity', 'BPRMF']  # popularity row added for ranking protocols
     tiny_cfg['split'] = {'name': 'LeaveOneOut'}
     assert validate_config(tiny_cfg)['split'] == [{'name': 'LeaveOneOut'}]
