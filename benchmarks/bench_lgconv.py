@@ -99,7 +99,7 @@ def main() -> None:
 
     # machine reference measured in the same run: memory-copy bandwidth (a propagation step is bandwidth bound)
     buf = torch.empty(E * D // 4, device=device)  # as many bytes as one gather of E rows of D floats
-    copy_ms = timeit(lambda: buf.clone(), args.repeats, device)
+    copy_ms = timeit(buf.clone, args.repeats, device)
     copy_gbs = 2 * buf.numel() * 4 / (copy_ms / 1e3) / 1e9  # read + write
     # bytes one forward must move at least: read 2·E gathered rows, write U+I rows, read both CSR index/values
     fwd_bytes = (2 * E * D + (U + I) * D) * 4 + 2 * E * (8 + 4)
