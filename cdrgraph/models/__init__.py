@@ -9,6 +9,7 @@ from cdrgraph.models.light_gcn import LightGCN
 from cdrgraph.models.popularity import Popularity
 from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
 from cdrgraph.models.tgt_only import TgtOnly
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
 
 __all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR',
-           'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH']
+           'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH', 'UniCDR', 'UniCDRCompat']
