@@ -103,6 +103,11 @@ MODELS = Registry('model', {
     'PTUPCDR': 'cdrgraph.models.ptupcdr:PTUPCDR',
     'BiTGCF': 'cdrgraph.models.bi_tgcf:BiTGCF',
     'HeroGRAPH': 'cdrgraph.models.hero_graph:HeroGRAPH',
+    'UniCDR': 'cdrgraph.models.uni_cdr:UniCDR',
+    'SharedBottom': 'cdrgraph.models.shared_bottom:SharedBottom',
+    'MMoE': 'cdrgraph.models.mmoe:MMoE',
+    'PLE': 'cdrgraph.models.ple:PLE',
+    'STAR': 'cdrgraph.models.star:STAR',
 })
 
 #: dataset name -> dataset class

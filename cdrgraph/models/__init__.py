@@ -6,10 +6,15 @@ from cdrgraph.models.cmf import CMF
 from cdrgraph.models.emcdr import EMCDR
 from cdrgraph.models.hero_graph import HeroGRAPH
 from cdrgraph.models.light_gcn import LightGCN
+from cdrgraph.models.mmoe import MMoE
+from cdrgraph.models.ple import PLE
 from cdrgraph.models.popularity import Popularity
 from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
+from cdrgraph.models.shared_bottom import SharedBottom
+from cdrgraph.models.star import STAR
 from cdrgraph.models.tgt_only import TgtOnly
 from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
 
 __all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR',
-           'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH', 'UniCDR', 'UniCDRCompat']
+           'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH', 'UniCDR', 'UniCDRCompat',
+           'SharedBottom', 'MMoE', 'PLE', 'STAR']
