@@ -16,10 +16,11 @@ from cdrgraph.data.schema import (
     num_domains,
     validate,
 )
+from cdrgraph.data.stats import dataset_stats, format_stats
 
 __all__ = [
     'USER', 'ITEM', 'DOMAIN', 'INTERACTS', 'REV_INTERACTS', 'BELONGS_TO', 'ACTIVE_IN',
     'TRAIN', 'VAL', 'TEST', 'PAD',
     'from_interactions', 'add_derived_edges', 'domain_item_ranges', 'validate', 'domain_names', 'num_domains',
-    'IdMaps',
+    'IdMaps', 'dataset_stats', 'format_stats',
 ]
