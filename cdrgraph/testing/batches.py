@@ -15,10 +15,10 @@ import torch
 from torch_geometric.data import HeteroData
 
 from cdrgraph.data.build import domain_item_ranges
-from cdrgraph.data.schema import INTERACTS, ITEM
+from cdrgraph.data.schema import DOMAIN, INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 
-__all__ = ['full_batch_uniform', 'full_batch_unseen']
+__all__ = ['full_batch_uniform', 'full_batch_unseen', 'edgeless_subgraph_batch']
 
 
 def full_batch_uniform(data: HeteroData, num_negatives: int = 2, seed: int = 0,
@@ -60,3 +60,21 @@ def full_batch_unseen(data: HeteroData, num_negatives: int, seed: int = 0) -> CD
         cand = [int(j) for j in (dom == dom[i]).nonzero().view(-1) if (u, int(j)) not in pos]
         negs.append([cand[k] for k in torch.randint(len(cand), (num_negatives,), generator=g).tolist()])
     return CDRBatch.full(data, ei[0], ei[1], torch.tensor(negs))
+
+
+def edgeless_subgraph_batch(data: HeteroData, users: torch.Tensor, items: torch.Tensor, pos_item: torch.Tensor,
+                            neg_item: torch.Tensor) -> tuple[CDRBatch, CDRBatch]:
+    r"""A sampled-schema batch over the local subgraph of ``users``/``items``
+    (global ids; no message-passing edges, for models that read none) with
+    seed users ``0 … len(users)-1``, local positives ``pos_item`` and
+    negatives ``neg_item``, plus the full-graph batch of the same pairs.
+    A model honouring the batch schema scores both identically."""
+    sub = HeteroData()
+    sub[USER].num_nodes, sub[ITEM].num_nodes = users.numel(), items.numel()
+    sub[DOMAIN].num_nodes = int(data[DOMAIN].num_nodes)
+    sub[ITEM].domain = data[ITEM].domain[items]
+    sub[INTERACTS].edge_index = torch.empty(2, 0, dtype=torch.long)
+    batch = CDRBatch(graph=sub, user=torch.arange(users.numel()), pos_item=pos_item, neg_item=neg_item,
+                     n_id={USER: users, ITEM: items})
+    ref = CDRBatch.full(data, users[batch.user], items[pos_item], items[neg_item])
+    return batch, ref

@@ -4,13 +4,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from torch_geometric.data import HeteroData
 
 from cdrgraph.data.build import from_interactions
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.emcdr import EMCDR
-from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.batches import edgeless_subgraph_batch, full_batch_uniform
 from cdrgraph.testing.graphs import cold_start_split
 from cdrgraph.testing.training import no_grad, snapshot, stage_step
 
@@ -131,15 +130,9 @@ def test_warm_use_mapping_switch_changes_warm_scores():
 
 def test_sampled_schema_gives_full_graph_scores():
     train, _, _ = cold_start_split()
-    m = EMCDR.from_data(train)
-    users, items = torch.tensor([7, 2, 5]), torch.tensor([9, 1, 6, 3])
-    sub = HeteroData()  # a sampled subgraph in local ids (these models read no edges)
-    sub[USER].num_nodes, sub[ITEM].num_nodes, sub['domain'].num_nodes = 3, 4, 2
-    sub[ITEM].domain = train[ITEM].domain[items]
-    sub[INTERACTS].edge_index = torch.empty(2, 0, dtype=torch.long)
-    batch = CDRBatch(graph=sub, user=torch.tensor([0, 1, 2]), pos_item=torch.tensor([0, 2, 3]),
-                     neg_item=torch.tensor([[1], [0], [1]]), n_id={USER: users, ITEM: items})
-    ref = CDRBatch.full(train, users[batch.user], items[batch.pos_item], items[batch.neg_item])
+    m = EMCDR.from_data(train)  # the model reads no edges: an edgeless local subgraph suffices
+    batch, ref = edgeless_subgraph_batch(train, torch.tensor([7, 2, 5]), torch.tensor([9, 1, 6, 3]),
+                                         torch.tensor([0, 2, 3]), torch.tensor([[1], [0], [1]]))
     torch.testing.assert_close(m(batch), m(ref))
 
 
