@@ -1,7 +1,8 @@
 r"""Speed of LightGCN propagation: BipartiteLGConv (CSR and propagate paths) vs PyG and torch.sparse.
 
-One propagation step on a random user–item graph (default 200k users × 100k
-items, 4M edges, 64 dims), forward and forward+backward, for
+One propagation step on a random user–item graph (default 100k users × 50k
+items, 2M interactions = 4M directed edges, 64 dims — the graph of the
+project's targets), forward and forward+backward, for
 
 * ``ours_csr``       — :class:`BipartiteLGConv` (``backend='csr'``): cached CSR + custom symmetric backward;
 * ``ours_propagate`` — :class:`BipartiteLGConv` (``backend='propagate'``): PyG message passing;
@@ -17,7 +18,10 @@ forward+backward; requirement: within 2×), and writes
 
 Usage::
 
-    python benchmarks/bench_lgconv.py [--users 200000 --items 100000 --edges 4000000 --dim 64 --repeats 3]
+    python benchmarks/bench_lgconv.py [--users 100000 --items 50000 --edges 2000000 --dim 64 --repeats 3]
+
+Absolute times swing 5–30× when another process holds a core: run it on a quiet machine
+(the load average is printed).
 """
 from __future__ import annotations
 
@@ -71,9 +75,10 @@ def timeit(fn: Callable[[], object], repeats: int, device: torch.device) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--users', type=int, default=200_000)
-    parser.add_argument('--items', type=int, default=100_000)
-    parser.add_argument('--edges', type=int, default=4_000_000)
+    parser.add_argument('--users', type=int, default=100_000)
+    parser.add_argument('--items', type=int, default=50_000)
+    parser.add_argument('--edges', type=int, default=2_000_000,
+                        help='user-item interactions (each is two directed edges)')
     parser.add_argument('--dim', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

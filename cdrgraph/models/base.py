@@ -70,6 +70,11 @@ class CDRModel(torch.nn.Module):
 
     #: names of the training stages, run in this order by :func:`cdrgraph.train.fit`
     stages: ClassVar[tuple[str, ...]] = ('joint',)
+    #: stages that :func:`cdrgraph.train.fit` validates, early-stops and
+    #: restores to their best epoch; :obj:`None` = all. A stage left out runs
+    #: all its epochs (e.g. pre-training parts whose validation metric only
+    #: becomes meaningful once a later stage combines them).
+    monitored_stages: ClassVar[tuple[str, ...] | None] = None
     #: propagation depth (0 for non-propagating models)
     num_layers: int = 0
 

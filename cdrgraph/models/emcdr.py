@@ -187,6 +187,7 @@ class EMCDR(CDRModel):
     """
 
     stages = ('pretrain', 'map')
+    monitored_stages = ('map',)
 
     def __init__(self, num_users: int, num_items: int, source_domain: int = 0, target_domain: int = 1,
                  embedding_dim: int = 10, hidden_channels: int | None = None, warm_use_mapping: bool = False,

@@ -118,6 +118,7 @@ class PTUPCDR(CDRModel):
     """
 
     stages = ('pretrain', 'meta')
+    monitored_stages = ('meta',)
 
     def __init__(self, num_users: int, num_items: int, source_domain: int = 0, target_domain: int = 1,
                  embedding_dim: int = 10, meta_dim: int = 50, max_len: int = 20,

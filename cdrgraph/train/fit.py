@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os.path as osp
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,35 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def _select_stages(model: CDRModel, stages: Sequence[str] | None) -> tuple[str, ...]:
+    r"""``model.stages`` restricted to ``stages`` (model order), checked."""
+    if stages is None:
+        return tuple(model.stages)
+    if isinstance(stages, str):
+        stages = [stages]
+    unknown = [s for s in stages if s not in model.stages]
+    if unknown:
+        raise ValueError(f'fit: stages names unknown stage(s) {unknown}; {model.__class__.__name__} has stages '
+                         f'{list(model.stages)}')
+    return tuple(s for s in model.stages if s in set(stages))
+
+
+def _monitored_stages(model: CDRModel, stages: tuple[str, ...],
+                      monitored: Sequence[str] | None) -> frozenset[str]:
+    r"""The stages of ``stages`` that are validated and early-stopped."""
+    if monitored is None:
+        monitored = getattr(model, 'monitored_stages', None)
+    if monitored is None:
+        return frozenset(stages)
+    if isinstance(monitored, str):
+        monitored = [monitored]
+    unknown = [s for s in monitored if s not in model.stages]
+    if unknown:
+        raise ValueError(f'fit: monitored_stages names unknown stage(s) {unknown}; {model.__class__.__name__} '
+                         f'has stages {list(model.stages)}')
+    return frozenset(s for s in stages if s in set(monitored))
+
+
 def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negatives: int,
                   domain_policy: str, mode: str, num_neighbors: Any) -> Iterable[CDRBatch]:
     try:
@@ -98,6 +127,8 @@ def fit(
     mode: str = 'full',
     num_neighbors: list[int] | None = None,
     stage_epochs: dict[str, int] | None = None,
+    stages: Sequence[str] | None = None,
+    monitored_stages: Sequence[str] | None = None,
     evaluator: Callable[..., dict[str, Any]] | None = None,
     monitor: str = 'ndcg@10/mean',
     monitor_mode: str = 'max',
@@ -148,6 +179,16 @@ def fit(
         num_neighbors (list[int], optional): fan-out per hop in sampled mode.
         stage_epochs (dict[str, int], optional): epochs of particular stages,
             overriding ``epochs``.
+        stages (list[str], optional): run only these of ``model.stages``
+            (in the model's order), e.g. ``['finetune']`` on a trained model.
+            (default: all of ``model.stages``)
+        monitored_stages (list[str], optional): stages that are validated,
+            early-stopped and restored to their best epoch; the others run
+            all their epochs and keep their last state (a stage whose
+            validation metric is meaningless, e.g. pre-training the parts
+            a later stage combines). (default: the model's
+            :attr:`~cdrgraph.models.base.CDRModel.monitored_stages`, or all
+            stages when that is :obj:`None`)
         evaluator (callable, optional): e.g.
             :class:`cdrgraph.metrics.evaluator.Evaluator`; called through
             :func:`cdrgraph.train.evaluate.evaluate`.
@@ -197,9 +238,10 @@ def fit(
         raise ValueError(f'fit: epochs must be >= 0, got {epochs}')
     if max_steps_per_epoch is not None and max_steps_per_epoch < 1:
         raise ValueError(f'fit: max_steps_per_epoch must be >= 1 or None, got {max_steps_per_epoch}')
-    stages = tuple(model.stages)
+    stages = _select_stages(model, stages)
+    monitored = _monitored_stages(model, stages, monitored_stages)
     stage_epochs = dict(stage_epochs or {})
-    unknown = sorted(set(stage_epochs) - set(stages))
+    unknown = sorted(set(stage_epochs) - set(model.stages))
     if unknown:
         raise ValueError(f'fit: stage_epochs names unknown stage(s) {unknown}; '
                          f'{model.__class__.__name__} has stages {list(stages)}')
@@ -212,6 +254,8 @@ def fit(
 
     result = FitResult(monitor=monitor)
     fingerprint = {'model': name, 'stages': list(stages), 'seed': int(seed)}
+    if set(monitored) != set(stages):
+        fingerprint['monitored_stages'] = [s for s in stages if s in monitored]
     start_stage, start_epoch = 0, 0
     ckpt: dict[str, Any] | None = None
     last_path = osp.join(checkpoint_dir, LAST) if checkpoint_dir else None
@@ -297,7 +341,7 @@ def fit(
                 steps += 1
             row: dict[str, Any] = {'stage': stage, 'epoch': epoch,
                                    'loss': total / steps if steps else None, 'steps': steps}
-            if do_eval and ((epoch + 1) % eval_every == 0 or epoch == n_epochs - 1):
+            if do_eval and stage in monitored and ((epoch + 1) % eval_every == 0 or epoch == n_epochs - 1):
                 metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device))
                 if monitor not in metrics:
                     raise KeyError(f'fit: monitor {monitor!r} is not among the validation metrics '

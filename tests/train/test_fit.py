@@ -237,3 +237,40 @@ def test_default_loader_is_cdr_link_loader(toy, splits):
     r2 = fit(model2, train, val, evaluator=toy['ToyEvaluator'](), **kw)
     r3 = fit(model3, train, val, evaluator=toy['ToyEvaluator'](), **kw)
     assert [h['loss'] for h in r2.history] == [h['loss'] for h in r3.history]
+
+
+def test_stages_selects_and_keeps_model_order(toy, splits):
+    train, _ = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = fit(model, train, loader=toy['ToyLoader'](train), stages=['b'], epochs=2, lr=0.1, progress=False)
+    assert [h['stage'] for h in res.history] == ['b', 'b']
+    # stage 'a' (the user table) never ran
+    assert torch.equal(model.user.weight, before['user.weight'])
+    assert not torch.equal(model.item.weight, before['item.weight'])
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['c'\]"):
+        fit(model, train, loader=toy['ToyLoader'](train), stages=['c'], progress=False)
+
+
+def test_unmonitored_stage_runs_all_epochs_without_evaluation(toy, splits):
+    train, val = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    # a falling metric would stop a monitored stage after `patience` evaluations
+    ev = toy['ScriptedEvaluator']([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, stage_epochs={'a': 4, 'b': 3},
+              patience=1, monitored_stages=['b'], progress=False)
+    assert [(h['stage'], h['epoch']) for h in res.history] == [('a', 0), ('a', 1), ('a', 2), ('a', 3),
+                                                               ('b', 0), ('b', 1)]
+    assert not any('ndcg@10/mean' in h for h in res.history if h['stage'] == 'a')
+    assert ev.calls == 2   # only stage 'b' was validated, and stopped at patience 1
+    assert res.best_metric == {'a': None, 'b': 0.9} and res.best_epoch == {'a': 3, 'b': 0}
+
+
+def test_model_monitored_stages_attribute_is_the_default(toy, splits):
+    train, val = splits
+    model = toy['TwoStageMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    model.monitored_stages = ('b',)
+    ev = toy['ScriptedEvaluator']([0.5, 0.6])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, stage_epochs={'a': 2, 'b': 2},
+              progress=False)
+    assert ev.calls == 2 and res.best_metric['a'] is None
