@@ -35,7 +35,9 @@ __all__ = ['DepthStudy', 'depth_study', 'combine_layers', 'use_combine_mode', 'l
 #: ``'mean'``: average of the ``L + 1`` layer outputs (LightGCN); ``'last'``:
 #: the last layer's output only (a plain GCN readout); ``'native'``: the
 #: model's own :meth:`~cdrgraph.models.base.CDRModel.encode` unchanged
-COMBINE_MODES = ('mean', 'last', 'native')
+COMBINE_MODES = ('mean', 'last', 'learned', 'native')
+#: the combination mode with trainable layer weights: the model is built with ``combine='learned'``
+LEARNED = 'learned'
 METRIC_COLUMNS = ['model', 'combine', 'num_layers', 'seed', 'protocol', 'metric', 'domain', 'value']
 SMOOTHNESS_COLUMNS = ['model', 'combine', 'num_layers', 'seed', 'layer', 'metric', 'domain', 'value']
 
@@ -126,6 +128,10 @@ def use_combine_mode(model: CDRModel, mode: str) -> CDRModel:
     if mode == 'native':
         return model
     name = model.__class__.__name__
+    if mode == LEARNED:
+        if int(getattr(model, 'num_layers', 0)) > 0 and getattr(model, 'combine', None) != LEARNED:
+            raise ValueError(f"{name} was not built with combine='learned' (trainable layer weights)")
+        return model
     if 'encode_layers' not in {k for c in type(model).__mro__ if c is not CDRModel for k in vars(c)}:
         raise ValueError(f'{name} does not override encode_layers: it has no per-layer outputs to combine')
 
@@ -357,7 +363,7 @@ def _pick_entry(cfg: Mapping[str, Any], name: str | None) -> tuple[str, dict[str
 
 
 def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[int] | None = None,
-                out: str = 'runs/depth', combine_modes: Sequence[str] = ('mean', 'last'),
+                out: str = 'runs/depth', combine_modes: Sequence[str] = ('mean', 'last', 'learned'),
                 model: str | None = None, metric: str | None = None, device: str | None = None,
                 progress: bool = False) -> DepthStudy:
     r"""Over-smoothing depth study of a config's propagating model.
@@ -382,8 +388,10 @@ def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[i
         layers (list[int]): depths, e.g. ``[0, 1, 2, 4]``.
         seeds (list[int], optional): defaults to the config's seeds.
         out (str, optional): output folder. (default: :obj:`'runs/depth'`)
-        combine_modes (list[str], optional): of :data:`COMBINE_MODES`.
-            (default: :obj:`('mean', 'last')`)
+        combine_modes (list[str], optional): of :data:`COMBINE_MODES`;
+            ``'learned'`` builds the model with ``combine='learned'`` and is
+            skipped for a model whose constructor has no such option.
+            (default: :obj:`('mean', 'last', 'learned')`)
         model (str, optional): the model entry; by default the config's only
             propagating entry without ``select_domains``.
         metric (str, optional): metric of the depth figure; by default the
@@ -445,13 +453,15 @@ def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[i
         for mode in runs:
             sub_entry = copy.deepcopy(entry)
             sub_entry['model']['num_layers'] = depth
+            if mode == LEARNED and depth > 0:
+                sub_entry['model']['combine'] = LEARNED
             seed_everything(seed)
-            net = build_model(sub_entry, train)
             try:
+                net = build_model(sub_entry, train)
                 use_combine_mode(net, mode)
                 if depth > 0:
                     net.encode(CDRBatch.full(train))   # fail early when the layers cannot be combined
-            except ValueError as e:
+            except (ValueError, ConfigError) as e:
                 skipped[mode] = str(e)
                 warnings.warn(f'depth: skipping combine mode {mode!r}: {e}', stacklevel=2)
                 continue

@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument('--layers', type=_layers, required=True, help='depths, e.g. 0,1,2,4')
     depth.add_argument('--seeds', type=_seeds, default=None, help='comma-separated seeds (default: config seeds)')
     depth.add_argument('--out', default=None, help='output folder (default: runs/<config name>-depth)')
-    depth.add_argument('--combine', type=_modes, default=['mean', 'last'],
-                       help='layer-combination modes: mean, last, native (default: mean,last)')
+    depth.add_argument('--combine', type=_modes, default=['mean', 'last', 'learned'],
+                       help='layer-combination modes: mean, last, learned, native (default: mean,last,learned)')
     depth.add_argument('--model', default=None, help='model entry (default: the only propagating entry)')
     depth.add_argument('--metric', default=None, help='metric of the depth figure (default: ndcg@10)')
     depth.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',

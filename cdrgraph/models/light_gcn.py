@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn import Parameter
 
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
@@ -13,6 +14,8 @@ from cdrgraph.models.bpr_mf import BPRMF
 from cdrgraph.nn.conv.bipartite_lg_conv import BipartiteLGConv
 
 __all__ = ['LightGCN']
+
+COMBINE = ('mean', 'last', 'learned')
 
 
 class LightGCN(BPRMF):
@@ -23,7 +26,7 @@ class LightGCN(BPRMF):
     .. math::
         E^{(0)} = [P; Q],\quad
         E^{(l+1)} = D^{-1/2} A D^{-1/2} E^{(l)},\quad
-        E = \frac{1}{L+1}\sum_{l=0}^{L} E^{(l)},\quad
+        E = \sum_{l=0}^{L} \alpha_l E^{(l)},\quad
         \hat y(u, i) = \mathbf{e}_u^\top \mathbf{e}_i \;(+\, b_i)
 
     with :class:`~cdrgraph.nn.conv.bipartite_lg_conv.BipartiteLGConv` over the
@@ -33,6 +36,12 @@ class LightGCN(BPRMF):
     baseline; on the whole graph it is "shared-user LightGCN", where items of
     one domain feel the other domains through the shared users.
     ``num_layers=0`` is exactly :class:`~cdrgraph.models.bpr_mf.BPRMF`.
+
+    The layer combination :math:`\alpha` is ``combine``: ``'mean'``
+    (:math:`\alpha_l = 1/(L+1)`, the paper), ``'last'`` (only
+    :math:`E^{(L)}`, a plain GCN readout, for depth studies) or ``'learned'``
+    (:math:`\alpha = \mathrm{softmax}(w)` with trainable logits
+    :math:`w \in \mathbb{R}^{L+1}` initialised to zero, i.e. to the mean).
 
     The optional learnt item bias ``b_i`` is the standard remedy when
     popularity is a strong bar (sparse Amazon pairs); it is off by default as
@@ -47,6 +56,8 @@ class LightGCN(BPRMF):
         init_std (float, optional): ego rows are drawn from
             :math:`\mathcal{N}(0, \text{init\_std}^2)`. (default: :obj:`0.1`)
         item_bias (bool, optional): learn a per-item bias. (default: :obj:`False`)
+        combine (str, optional): ``'mean'``, ``'last'`` or ``'learned'``
+            layer combination. (default: :obj:`'mean'`)
 
     Example:
         >>> model = LightGCN.from_data(train_data, embedding_dim=64, num_layers=3)
@@ -55,22 +66,30 @@ class LightGCN(BPRMF):
     """
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 3,
-                 weight_decay: float = 1e-4, init_std: float = 0.1, item_bias: bool = False) -> None:
+                 weight_decay: float = 1e-4, init_std: float = 0.1, item_bias: bool = False,
+                 combine: str = 'mean') -> None:
         if num_layers < 0:
             raise ValueError(f'LightGCN: num_layers must be >= 0, got {num_layers}')
+        if combine not in COMBINE:
+            raise ValueError(f'LightGCN: combine must be one of {COMBINE}, got {combine!r}')
         super().__init__(num_users, num_items, embedding_dim=embedding_dim, weight_decay=weight_decay,
                          item_bias=item_bias, init_std=init_std)
         self.num_layers = num_layers
+        self.combine = combine
+        #: trainable layer logits of ``combine='learned'`` (softmax -> layer weights)
+        self.layer_logits = Parameter(torch.zeros(num_layers + 1)) if combine == 'learned' else None
         #: one parameter-free layer applied ``num_layers`` times (shares its cached CSR across depths)
         self.conv = BipartiteLGConv()
         self._repr_args: dict[str, Any] = dict(num_users=num_users, num_items=num_items,
                                                embedding_dim=embedding_dim, num_layers=num_layers,
-                                               weight_decay=weight_decay, item_bias=item_bias)
+                                               weight_decay=weight_decay, item_bias=item_bias, combine=combine)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         if hasattr(self, 'conv'):
             self.conv.reset_parameters()
+        if getattr(self, 'layer_logits', None) is not None:
+            torch.nn.init.zeros_(self.layer_logits)
 
     def _propagate(self, batch: CDRBatch) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
         uid, iid = self._ids(batch)
@@ -94,13 +113,29 @@ class LightGCN(BPRMF):
         layers, iid = self._propagate(batch)
         return [self._z(xu, xi, iid) for xu, xi in layers]
 
+    def layer_weights(self) -> Tensor:
+        r"""The combination weights :math:`\alpha` ``[L + 1]`` (they sum to one)."""
+        n = self.num_layers + 1
+        if self.layer_logits is not None:
+            return torch.softmax(self.layer_logits, 0)
+        if self.combine == 'last':
+            return torch.nn.functional.one_hot(torch.tensor(n - 1), n).float()
+        return torch.full((n,), 1.0 / n)
+
     def encode(self, batch: CDRBatch) -> ZDict:
-        r"""Layer mean :math:`E = \frac{1}{L+1}\sum_l E^{(l)}`."""
+        r"""Layer combination :math:`E = \sum_l \alpha_l E^{(l)}` (``combine``)."""
         layers, iid = self._propagate(batch)
         if len(layers) == 1:
             return self._z(*layers[0], iid)
-        x_user = torch.stack([xu for xu, _ in layers]).mean(0)
-        x_item = torch.stack([xi for _, xi in layers]).mean(0)
+        if self.combine == 'last':
+            return self._z(*layers[-1], iid)
+        if self.combine == 'mean':
+            x_user = torch.stack([xu for xu, _ in layers]).mean(0)
+            x_item = torch.stack([xi for _, xi in layers]).mean(0)
+            return self._z(x_user, x_item, iid)
+        alpha = self.layer_weights()
+        x_user = torch.einsum('l,lnd->nd', alpha, torch.stack([xu for xu, _ in layers]))
+        x_item = torch.einsum('l,lnd->nd', alpha, torch.stack([xi for _, xi in layers]))
         return self._z(x_user, x_item, iid)
 
     def loss(self, batch: CDRBatch, stage: str = 'joint') -> Tensor:

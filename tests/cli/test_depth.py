@@ -150,10 +150,15 @@ def test_depth_cli(tmp_path, capsys):
     path = tmp_path / 'depth.yaml'
     path.write_text(yaml.safe_dump(tiny_cfg(tmp_path)))
     out = str(tmp_path / 'cli')
-    assert main(['depth', str(path), '--layers', '0,1', '--seeds', '0', '--combine', 'last', '--out', out]) == 0
+    assert main(['depth', str(path), '--layers', '0,1', '--seeds', '0', '--combine', 'last,learned',
+                 '--out', out]) == 0
     assert 'depth study written to' in capsys.readouterr().out
     df = pd.read_csv(osp.join(out, 'depth_metrics.csv'))
-    assert set(df['combine']) == {'last'} and set(df['num_layers']) == {0, 1}
+    assert set(df['combine']) == {'last', 'learned'} and set(df['num_layers']) == {0, 1}
+    # the learned mode trains its own model (trainable layer weights): its L = 1 numbers differ from 'last'
+    l1 = df[(df['num_layers'] == 1) & (df['metric'] == 'ndcg@5')].pivot_table(index='domain', columns='combine',
+                                                                               values='value')
+    assert not (l1['last'] == l1['learned']).all()
     assert osp.getsize(osp.join(out, 'metric_vs_depth.png')) > 0
     # a config without a propagating model is a one-line error
     path.write_text(yaml.safe_dump(tiny_cfg(tmp_path, models={'BPRMF': {'model': {'embedding_dim': 4}}})))
@@ -161,3 +166,12 @@ def test_depth_cli(tmp_path, capsys):
     assert 'propagating model' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['depth', str(path), '--layers', '1,-2'])
+
+
+def test_learned_mode_needs_a_model_built_for_it():
+    data = overlap_graph()
+    model = LightGCN.from_data(data, embedding_dim=2, num_layers=1)
+    with pytest.raises(ValueError, match="combine='learned'"):
+        use_combine_mode(model, 'learned')
+    learned = LightGCN.from_data(data, embedding_dim=2, num_layers=1, combine='learned')
+    assert use_combine_mode(learned, 'learned') is learned

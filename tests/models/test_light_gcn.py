@@ -147,7 +147,35 @@ def test_training_recommend_seed_and_repr():
     assert (data[ITEM].domain[top] == 0).all()
     train_pairs = set(map(tuple, data[INTERACTS].edge_index.t().tolist()))
     assert not any((u, i) in train_pairs for u, row in enumerate(top.tolist()) for i in row)
-    assert repr(m) == ('LightGCN(num_users=8, num_items=11, embedding_dim=8, num_layers=2, '
-                       'weight_decay=0.0001, item_bias=False)')
+    assert repr(m) == ("LightGCN(num_users=8, num_items=11, embedding_dim=8, num_layers=2, "
+                       "weight_decay=0.0001, item_bias=False, combine='mean')")
     with pytest.raises(ValueError, match='num_layers'):
         LightGCN(3, 3, num_layers=-1)
+
+
+def test_combine_last_and_learned():
+    data = two_domain_graph(b_only=[7])
+    batch = full_batch_unseen(data, 2)
+    torch.manual_seed(0)
+    mean = LightGCN.from_data(data, embedding_dim=4, num_layers=2)
+    last = LightGCN.from_data(data, embedding_dim=4, num_layers=2, combine='last')
+    learned = LightGCN.from_data(data, embedding_dim=4, num_layers=2, combine='learned')
+    last.load_state_dict(mean.state_dict())
+    learned.load_state_dict({**mean.state_dict(), 'layer_logits': learned.layer_logits.detach()}, strict=True)
+    layers = mean.encode_layers(batch)
+    torch.testing.assert_close(last.encode(batch)[USER], layers[-1][USER])
+    # zero logits = uniform weights = the mean
+    torch.testing.assert_close(learned.encode(batch)[ITEM], mean.encode(batch)[ITEM])
+    with torch.no_grad():
+        learned.layer_logits.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    alpha = torch.softmax(torch.tensor([0.0, 1.0, -1.0]), 0)
+    assert learned.layer_weights().sum().item() == pytest.approx(1.0)
+    expected = sum(a * zl[USER] for a, zl in zip(alpha, layers, strict=True))
+    torch.testing.assert_close(learned.encode(batch)[USER], expected)
+    # the layer weights are trained by the loss
+    learned.loss(batch).backward()
+    assert learned.layer_logits.grad is not None and learned.layer_logits.grad.abs().sum() > 0
+    assert 'layer_logits' not in mean.state_dict()
+    assert "combine='learned'" in repr(learned)
+    with pytest.raises(ValueError, match='combine'):
+        LightGCN.from_data(data, combine='sum')
