@@ -165,20 +165,21 @@ class UniCDR(CDRModel):
                  lambda_a: float = 0.5, lambda_loss: float = 0.4, dropout: float = 0.3, warmup: bool = False,
                  compat: UniCDRCompat = UniCDRCompat()) -> None:  # noqa: B008 (frozen dataclass)
         super().__init__()
-        check_sizes('UniCDR', num_users=num_users, num_items=num_items, num_domains=num_domains,
+        name = self.__class__.__name__
+        check_sizes(name, num_users=num_users, num_items=num_items, num_domains=num_domains,
                     embedding_dim=embedding_dim, max_len=max_len, eval_max_len=eval_max_len)
         if aggregator not in AGGREGATORS:
-            raise ValueError(f'UniCDR: aggregator must be one of {AGGREGATORS}, got {aggregator!r}')
+            raise ValueError(f'{name}: aggregator must be one of {AGGREGATORS}, got {aggregator!r}')
         if aggregator == 'item_similarity':
-            raise NotImplementedError("UniCDR: aggregator='item_similarity' needs the EASE prior "
+            raise NotImplementedError(f"{name}: aggregator='item_similarity' needs the EASE prior "
                                       '(MODELS.md §3.3), which is not implemented yet; use '
                                       "'mean' or 'user_attention'")
         if not 0.0 <= mask_rate < 1.0:
-            raise ValueError(f'UniCDR: mask_rate must lie in [0, 1), got {mask_rate}')
+            raise ValueError(f'{name}: mask_rate must lie in [0, 1), got {mask_rate}')
         if not 0.0 <= lambda_loss <= 1.0:
-            raise ValueError(f'UniCDR: lambda_loss must lie in [0, 1], got {lambda_loss}')
+            raise ValueError(f'{name}: lambda_loss must lie in [0, 1], got {lambda_loss}')
         if not isinstance(compat, UniCDRCompat):
-            raise TypeError(f'UniCDR: compat must be a UniCDRCompat, got {type(compat).__name__}')
+            raise TypeError(f'{name}: compat must be a UniCDRCompat, got {type(compat).__name__}')
         self.num_users = num_users
         self.num_items = num_items
         self.num_domains = num_domains
@@ -231,7 +232,7 @@ class UniCDR(CDRModel):
     # ------------------------------------------------------------------ contexts
     def _ids(self, batch: CDRBatch) -> tuple[Tensor, Tensor]:
         uid, iid = super()._ids(batch)
-        check_item_domains('UniCDR', batch, self.num_domains)
+        check_item_domains(self.__class__.__name__, batch, self.num_domains)
         return uid, iid
 
     def contexts(self, batch: CDRBatch, user: Tensor, domain: Tensor | None = None,
@@ -305,25 +306,36 @@ class UniCDR(CDRModel):
         return index, mask, count.view(r, k_num)
 
     # ------------------------------------------------------------------ views
-    def _specific(self, k: int, uid: Tensor, iid: Tensor, index: Tensor, mask: Tensor, cold: Tensor) -> Tensor:
+    def item_table(self, batch: CDRBatch, iid: Tensor) -> Tensor:
+        r"""Item vectors ``[I_local, h]`` of ``batch.graph``'s items (global ids
+        ``iid``), used both in the contexts and as candidate vectors: the rows
+        :math:`\mathbf{Q}[iid]` (subclasses such as UniCDR+ propagate them)."""
+        return self.item_emb(iid)
+
+    def _specific(self, k: int, uid: Tensor, items: Tensor, index: Tensor, mask: Tensor, cold: Tensor) -> Tensor:
         r"""``z_spec [R, h]`` of domain ``k`` (before dropout) for global users
-        ``uid`` with local context ``index``/``mask [R, M]``."""
+        ``uid`` with local context ``index``/``mask [R, M]`` into the local
+        item table ``items`` (:meth:`item_table`)."""
         e = self.user_specific(k * self.num_users + uid)
-        z = self.aggs[k](e, self.item_emb(iid[index]), mask)
+        z = self.aggs[k](e, items[index], mask)
         if self.compat.cold_specific == 'zero':
             z = z.masked_fill(cold.unsqueeze(-1), 0.0)
         return z
 
-    def _shared(self, uid: Tensor, iid: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+    def _shared(self, uid: Tensor, items: Tensor, index: Tensor, mask: Tensor) -> Tensor:
         r"""``z_sh [R, h]`` (before dropout) from all ``K`` slots ``[R, K, M]``."""
         r = index.size(0)
-        return self.agg_shared(self.user_shared(uid), self.item_emb(iid[index.view(r, -1)]), mask.view(r, -1))
+        return self.agg_shared(self.user_shared(uid), items[index.view(r, -1)], mask.view(r, -1))
 
-    def row_views(self, batch: CDRBatch, shared: bool = True) -> tuple[Tensor, Tensor | None]:
+    def row_views(self, batch: CDRBatch, shared: bool = True,
+                  items: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         r"""Training views ``(z_spec, z_sh)``, each ``[B, h]`` after dropout,
         of the batch rows in the domain of their positive, with interaction
-        and domain masking (``z_sh`` is :obj:`None` when ``shared=False``)."""
+        and domain masking (``z_sh`` is :obj:`None` when ``shared=False``).
+        ``items`` is the local item table (default: :meth:`item_table`)."""
         uid, iid = self._ids(batch)
+        if items is None:
+            items = self.item_table(batch, iid)
         dom = batch.domain
         index, mask, count = self.contexts(batch, batch.user, dom, batch.pos_item)
         rows = torch.arange(batch.batch_size, device=dom.device)
@@ -331,18 +343,25 @@ class UniCDR(CDRModel):
         z_spec = torch.zeros(batch.batch_size, self.embedding_dim, device=self.item_emb.weight.device)
         for k in torch.unique(dom).tolist():
             sel = (dom == k).nonzero().view(-1)
-            z_spec = z_spec.index_copy(0, sel, self._specific(k, guid[sel], iid, index[sel, k], mask[sel, k],
+            z_spec = z_spec.index_copy(0, sel, self._specific(k, guid[sel], items, index[sel, k], mask[sel, k],
                                                                count[sel, k] == 0))
         z_spec = self.dropout(z_spec)
         if not shared:
             return z_spec, None
         mask = mask.clone()
         mask[rows, dom] = False      # domain masking: the current domain's slot is empty
-        return z_spec, self.dropout(self._shared(guid, iid, index, mask))
+        return z_spec, self.dropout(self._shared(guid, items, index, mask))
 
     def critic(self, k: int, x: Tensor, y: Tensor) -> Tensor:
         r"""Bilinear critic :math:`D_k(x, y) = x^\top \mathbf{W}_k y + b_k`, ``[B]``."""
         return ((x @ self.critic_weight[k]) * y).sum(-1) + self.critic_bias[k]
+
+    @staticmethod
+    def critic_shift(b: int, device: torch.device) -> Tensor:
+        r"""Indices ``(arange(B) + r) mod B`` of the critic's fake pairs, one
+        random shift ``r ∈ {1, …, B−1}`` (``B ≥ 2``)."""
+        shift = int(torch.randint(1, b, (1,)))
+        return (torch.arange(b, device=device) + shift) % b
 
     def critic_loss(self, k: int, z_spec: Tensor, z_sh: Tensor) -> Tensor:
         r"""``mean BCE(D_k(z_spec[b], z_sh[b]), 1) + mean BCE(D_k(z_spec[(b+r) mod B], z_sh[b]), 0)``
@@ -350,8 +369,7 @@ class UniCDR(CDRModel):
         b = z_spec.size(0)
         if b < 2:
             return z_spec.new_zeros(())
-        shift = int(torch.randint(1, b, (1,)))
-        fake = (torch.arange(b, device=z_spec.device) + shift) % b
+        fake = self.critic_shift(b, z_spec.device)
         return sampled_bce_loss(self.critic(k, z_spec, z_sh), self.critic(k, z_spec[fake], z_sh))
 
     # ------------------------------------------------------------------ contract
@@ -361,19 +379,26 @@ class UniCDR(CDRModel):
         masking; dropout follows the module's mode)."""
         uid, iid = self._ids(batch)
         users = torch.arange(uid.numel(), device=uid.device)
-        index, mask, count = self.contexts(batch, users)
-        z_spec = torch.stack([self._specific(k, uid, iid, index[:, k], mask[:, k], count[:, k] == 0)
+        return self.encode_views(uid, self.item_table(batch, iid), self.contexts(batch, users))
+
+    def encode_views(self, uid: Tensor, items: Tensor, contexts: tuple[Tensor, Tensor, Tensor]) -> ZDict:
+        r"""The :meth:`encode` z_dict of global users ``uid`` (every user of
+        the batch graph) from the local item table ``items [I, h]`` and the
+        evaluation ``contexts`` (the output of :meth:`contexts`)."""
+        index, mask, count = contexts
+        z_spec = torch.stack([self._specific(k, uid, items, index[:, k], mask[:, k], count[:, k] == 0)
                               for k in range(self.num_domains)], dim=1)
-        z_sh = self._shared(uid, iid, index, mask)
+        z_sh = self._shared(uid, items, index, mask)
         user = self.dropout(z_spec) + self.dropout(z_sh).unsqueeze(1)
-        return {USER: user, ITEM: self.dropout(self.item_emb(iid))}
+        return {USER: user, ITEM: self.dropout(items)}
 
     def _row_scores(self, batch: CDRBatch, warmup: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        z_spec, z_sh = self.row_views(batch, shared=not warmup)
-        z = z_spec if z_sh is None else z_spec + z_sh
         _, iid = self._ids(batch)
-        pos = (z * self.dropout(self.item_emb(iid[batch.pos_item]))).sum(-1)
-        neg = (z.unsqueeze(1) * self.dropout(self.item_emb(iid[batch.neg_item]))).sum(-1)
+        items = self.item_table(batch, iid)
+        z_spec, z_sh = self.row_views(batch, shared=not warmup, items=items)
+        z = z_spec if z_sh is None else z_spec + z_sh
+        pos = (z * self.dropout(items[batch.pos_item])).sum(-1)
+        neg = (z.unsqueeze(1) * self.dropout(items[batch.neg_item])).sum(-1)
         return pos, neg, z_spec, z_sh
 
     def forward(self, batch: CDRBatch) -> Tensor:
@@ -390,7 +415,7 @@ class UniCDR(CDRModel):
         the batch rows (MODELS.md §3.4); in ``'warmup'`` only
         ``λ_loss·L_rec,k`` with :math:`z = z_{spec}`."""
         self._check_stage(stage)
-        require_negatives('UniCDR', batch)
+        require_negatives(self.__class__.__name__, batch)
         warm = stage == 'warmup'
         pos, neg, z_spec, z_sh = self._row_scores(batch, warmup=warm)
         dom = batch.domain

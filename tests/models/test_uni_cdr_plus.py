@@ -1,0 +1,374 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.loader.link_loader import CDRLinkLoader
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+from cdrgraph.models.uni_cdr_plus import UniCDRPlus, UniCDRPlusConfig
+from cdrgraph.testing.batches import full_batch_uniform
+from cdrgraph.testing.graphs import fake_graph, fake_split, overlap_graph
+from cdrgraph.testing.training import no_grad, snapshot, stage_step
+
+
+def _model(data, seed=0, **kw):
+    torch.manual_seed(seed)
+    kw.setdefault('embedding_dim', 8)
+    return UniCDRPlus.from_data(data, **kw)
+
+
+def _det(data, num_layers=2, **kw):
+    r"""Deterministic training views (no dropout, ρ = 0)."""
+    cfg = kw.pop('config', UniCDRPlusConfig(mask_rate=0.0))
+    return _model(data, num_layers=num_layers, dropout=0.0, config=cfg, **kw)
+
+
+def _all_items(data):
+    return torch.arange(int(data[ITEM].num_nodes))
+
+
+def _dense_hat(data, k):
+    r"""Â_k of domain k (NumPy, from the training edges), identity rows for items without an edge."""
+    ei, dom = data[INTERACTS].edge_index, data[ITEM].domain
+    items = (dom == k).nonzero().view(-1).numpy()
+    R = np.zeros((int(data[USER].num_nodes), len(items)))
+    keep = (dom[ei[1]] == k).numpy()
+    R[ei[0].numpy()[keep], ei[1].numpy()[keep] - items[0]] = 1.0
+    du, di = R.sum(1), R.sum(0)
+    inv_u = np.where(du > 0, 1.0 / np.maximum(du, 1), 0.0)
+    inv_i = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1)), 0.0)
+    A = inv_i[:, None] * (R.T @ (inv_u[:, None] * R)) * inv_i[None, :]
+    return items, A + np.diag((di == 0).astype(float))
+
+
+def _row_batch(data, user, item, reps):
+    return CDRBatch.full(data, torch.full((reps,), user), torch.full((reps,), item),
+                         torch.zeros(reps, 1, dtype=torch.long))
+
+
+# ------------------------------------------------------------------ construction
+def test_repr_reset_and_errors():
+    train, _, _ = fake_split('overlap')
+    model = _model(train)
+    assert repr(model) == ("UniCDRPlus(num_users=8, num_items=14, num_domains=2, embedding_dim=8, "
+                           "aggregator='mean', num_layers=1, combine='mean', dropout=0.3, warmup=False)")
+    assert 'config=UniCDRPlusConfig(max_len=10, eval_max_len=50, mask_rate=0.1, lambda_a=0.5, lambda_loss=0.4, ' \
+           "item_graph='intra', beta=1.0, gamma=0.0)" in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
+    assert 'compat=UniCDRCompat(' in repr(_model(train, compat=UniCDRCompat.reference()))
+    assert model.num_layers == 1 and model.layer_logits is None
+    assert model.max_len == 10 and model.lambda_loss == 0.4 and model.compat == UniCDRCompat()
+    learned = _model(train, num_layers=2, combine='learned')
+    assert learned.layer_logits.shape == (3,)
+    with torch.no_grad():
+        learned.layer_logits.fill_(3.0)
+        learned.user_shared.weight.zero_()
+    learned.reset_parameters()
+    assert not learned.layer_logits.any() and learned.user_shared.weight.abs().sum() > 0
+    torch.testing.assert_close(learned.layer_weights(), torch.full((3,), 1 / 3))
+    torch.testing.assert_close(_model(train, num_layers=2, combine='last').layer_weights(),
+                               torch.tensor([0.0, 0.0, 1.0]))
+    assert _model(train, warmup=True).stages == ('warmup', 'joint')
+    with pytest.raises(ValueError, match='num_layers'):
+        _model(train, num_layers=-1)
+    with pytest.raises(ValueError, match='combine'):
+        _model(train, combine='jk')
+    with pytest.raises(TypeError, match='config'):
+        _model(train, config={'gamma': 0.0})
+    with pytest.raises(ValueError, match='UniCDRPlus: mask_rate'):
+        _model(train, config=UniCDRPlusConfig(mask_rate=1.0))
+    with pytest.raises(ValueError, match='UniCDRPlus: sizes must be positive.*max_len=0'):
+        _model(train, config=UniCDRPlusConfig(max_len=0))
+    with pytest.raises(ValueError, match='item_graph'):
+        UniCDRPlusConfig(item_graph='shared')
+    with pytest.raises(ValueError, match='beta'):
+        UniCDRPlusConfig(beta=0.0)
+    with pytest.raises(ValueError, match='gamma'):
+        UniCDRPlusConfig(gamma=-1.0)
+    assert UniCDRPlusConfig.unicdr(max_len=3) == UniCDRPlusConfig(max_len=3, gamma=0.0)
+
+
+# ------------------------------------------------------------------ §4.8 #1 reduction to UniCDR
+@pytest.mark.parametrize('aggregator', ['mean', 'user_attention'])
+@pytest.mark.parametrize('warmup', [False, True])
+def test_all_extensions_off_is_unicdr_bit_for_bit(aggregator, warmup):
+    train, _, _ = fake_split('overlap')
+    kw = dict(embedding_dim=8, aggregator=aggregator, warmup=warmup, dropout=0.3)
+    torch.manual_seed(0)
+    ref = UniCDR.from_data(train, max_len=3, mask_rate=0.2, **kw)
+    plus = UniCDRPlus.from_data(train, num_layers=0, config=UniCDRPlusConfig.unicdr(max_len=3, mask_rate=0.2),
+                                **kw)
+    plus.load_state_dict(ref.state_dict())          # strict: the same parameters
+    batch = full_batch_uniform(train, num_negatives=3)
+    for stage in ref.stages:
+        losses, grads = [], []
+        for m in (ref, plus):
+            m.zero_grad()
+            torch.manual_seed(7)
+            loss = m.loss(batch, stage)
+            loss.backward()
+            losses.append(loss.detach())
+            grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+        assert torch.equal(losses[0], losses[1])
+        assert grads[0].keys() == grads[1].keys()
+        assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+    outs = []
+    for m in (ref, plus):
+        torch.manual_seed(3)
+        outs.append(m(batch).detach())
+    assert torch.equal(outs[0], outs[1])
+    ref.eval(), plus.eval()
+    full = CDRBatch.full(train)
+    z_ref, z_plus = ref.encode(full), plus.encode(full)
+    assert torch.equal(z_ref[USER], z_plus[USER]) and torch.equal(z_ref[ITEM], z_plus[ITEM])
+    assert torch.equal(ref(batch), plus(batch))
+    users = torch.arange(8)
+    assert torch.equal(ref.recommend(full, users, domain=1, k=3), plus.recommend(full, users, domain=1, k=3))
+
+
+# ------------------------------------------------------------------ §4.8 #2 GNN reference
+@pytest.mark.parametrize('num_layers', [1, 2])
+@pytest.mark.parametrize('combine', ['mean', 'last', 'learned'])
+def test_item_table_equals_dense_reference(num_layers, combine):
+    data = overlap_graph()
+    model = _model(data, num_layers=num_layers, combine=combine).double()
+    if combine == 'learned':
+        with torch.no_grad():
+            model.layer_logits.copy_(torch.tensor([0.3, -1.0, 0.7][:num_layers + 1]))
+    alpha = model.layer_weights().detach().numpy()
+    q0 = model.item_emb.weight.detach().numpy()
+    expected = np.zeros_like(q0)
+    for k in (0, 1):
+        items, A = _dense_hat(data, k)
+        h = q0[items]
+        acc = alpha[0] * h
+        for layer in range(1, num_layers + 1):
+            h = A @ h
+            acc = acc + alpha[layer] * h
+        expected[items] = acc
+    got = model.item_table(CDRBatch.full(data), _all_items(data))
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    # encode_layers: L + 1 z_dicts, item entry l = Â^l Q⁰ (evaluation mode: no dropout)
+    model.eval()
+    layers = model.encode_layers(CDRBatch.full(data))
+    assert len(layers) == num_layers + 1
+    for k in (0, 1):
+        items, A = _dense_hat(data, k)
+        h = q0[items]
+        for layer in range(num_layers + 1):
+            np.testing.assert_allclose(layers[layer][ITEM][items].detach().numpy(), h, rtol=1e-12, atol=1e-12)
+            h = A @ h
+    assert all(z[USER].shape == (6, 2, 8) for z in layers)
+
+
+def test_zero_layers_returns_ego_table_and_one_layer_output():
+    data = overlap_graph()
+    model = _model(data, num_layers=0, combine='learned').eval()
+    assert torch.equal(model.item_table(CDRBatch.full(data), _all_items(data)), model.item_emb.weight)
+    layers = model.encode_layers(CDRBatch.full(data))
+    assert len(layers) == 1
+    z = model.encode(CDRBatch.full(data))
+    assert torch.equal(layers[0][USER], z[USER]) and torch.equal(layers[0][ITEM], z[ITEM])
+
+
+@pytest.mark.parametrize('combine', ['mean', 'last'])
+def test_encode_layers_combine_to_encode_for_the_linear_mean_aggregator(combine):
+    # the mean aggregator is linear in the items, so combining the per-layer user views = views of Q̂
+    data = overlap_graph()
+    model = _model(data, num_layers=2, combine=combine).double().eval()
+    layers = model.encode_layers(CDRBatch.full(data))
+    z = model.encode(CDRBatch.full(data))
+    for key in (USER, ITEM):
+        stack = torch.stack([zl[key] for zl in layers])
+        torch.testing.assert_close(z[key], stack.mean(0) if combine == 'mean' else stack[-1])
+
+
+# ------------------------------------------------------------------ §4.8 #3 train-only propagation
+def test_propagation_reads_training_edges_only():
+    full = fake_graph('overlap')            # all edges, split in interacts.split
+    train, _, _ = fake_split('overlap')     # training edges only
+    assert full[INTERACTS].edge_index.size(1) > train[INTERACTS].edge_index.size(1)
+    model = _model(train, num_layers=2).eval()
+    q_full = model.item_table(CDRBatch.full(full), _all_items(full))
+    q_train = model.item_table(CDRBatch.full(train), _all_items(train))
+    torch.testing.assert_close(q_full, q_train, rtol=0, atol=0)
+    z_full, z_train = model.encode(CDRBatch.full(full)), model.encode(CDRBatch.full(train))
+    torch.testing.assert_close(z_full[USER], z_train[USER], rtol=0, atol=0)
+    # the propagation does something: Q̂ differs from Q
+    assert not torch.allclose(q_train, model.item_emb.weight)
+
+
+# ------------------------------------------------------------------ §4.8 #4 intra-domain propagation
+def test_intra_domain_propagation_ignores_other_domains():
+    g1 = overlap_graph()
+    g2 = overlap_graph(extra=[(3, 0, 'B'), (0, 1, 'B')])     # more B edges; user 3 also in A
+    assert torch.equal(g1[ITEM].domain, g2[ITEM].domain)
+    a_rows = g1[ITEM].domain == 0
+    for item_graph, a_changes in (('intra', False), ('cross', True)):
+        model = _model(g1, num_layers=2, config=UniCDRPlusConfig(item_graph=item_graph))
+        q1 = model.item_table(CDRBatch.full(g1), _all_items(g1))
+        q2 = model.item_table(CDRBatch.full(g2), _all_items(g2))
+        assert torch.equal(q1[a_rows], q2[a_rows]) != a_changes
+        assert not torch.allclose(q1[~a_rows], q2[~a_rows])
+
+
+# ------------------------------------------------------------------ §4.8 #5 domain masking survives the GNN
+@pytest.mark.parametrize('aggregator', ['mean', 'user_attention'])
+def test_domain_masking_survives_the_gnn(aggregator):
+    g1 = overlap_graph()
+    g2 = overlap_graph(extra=[(0, 4, 'A'), (3, 1, 'A')])     # more A edges (of user 0 and of another user)
+    ei = g1[INTERACTS].edge_index
+    pos = int(ei[1, (ei[0] == 0) & (g1[ITEM].domain[ei[1]] == 0)][0])
+    model = _det(g1, num_layers=2, aggregator=aggregator)
+    zs1, zsh1 = model.row_views(_row_batch(g1, 0, pos, 3))
+    zs2, zsh2 = model.row_views(_row_batch(g2, 0, pos, 3))
+    torch.testing.assert_close(zsh1, zsh2, rtol=0, atol=0)
+    assert not torch.allclose(zs1, zs2)                    # the specific view does see Q̂_A change
+    model.zero_grad()
+    zsh1.sum().backward()
+    grad = model.item_emb.weight.grad
+    a_rows = g1[ITEM].domain == 0
+    assert torch.equal(grad[a_rows], torch.zeros_like(grad[a_rows]))
+    assert grad[~a_rows].abs().sum() > 0
+    with torch.no_grad():
+        model.item_emb.weight[a_rows] += 5.0
+    _, zsh3 = model.row_views(_row_batch(g1, 0, pos, 3))
+    torch.testing.assert_close(zsh3, zsh1.detach(), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ §4.8 #9 soft contrastive
+def test_soft_contrastive_limits_and_formula():
+    train, _, _ = fake_split('overlap')
+    model = _model(train, config=UniCDRPlusConfig(gamma=0.5, beta=2.0))
+    zs, zsh = torch.randn(5, 8), torch.randn(5, 8)
+    fake = (torch.arange(5) + 2) % 5
+    real, neg = model.critic(1, zs, zsh), model.critic(1, zs[fake], zsh)
+    pos_term = F.binary_cross_entropy_with_logits(real, torch.ones(5))
+    neg_term = F.binary_cross_entropy_with_logits(neg, torch.zeros(5))
+    torch.testing.assert_close(model.soft_critic_loss(1, zs, zsh, fake, torch.ones(5)), pos_term)
+    torch.testing.assert_close(model.soft_critic_loss(1, zs, zsh, fake, torch.zeros(5)), neg_term)
+    # hand-computed mixture with soft labels
+    lam = torch.tensor([0.1, 0.5, 0.9, 0.3, 0.7])
+    w, b = model.critic_weight[1].detach(), model.critic_bias[1].detach()
+    mixed = lam[:, None] * zs + (1 - lam[:, None]) * zs[fake]
+    logit = ((mixed @ w) * zsh).sum(-1) + b
+    expected = -(lam * F.logsigmoid(logit) + (1 - lam) * F.logsigmoid(-logit)).mean()
+    torch.testing.assert_close(model.soft_critic_loss(1, zs, zsh, fake, lam).detach(), expected)
+    # critic_loss = hard + γ·soft with the same shift and λ ~ Beta(β, β) drawn after it
+    torch.manual_seed(11)
+    f = model.critic_shift(5, zs.device)
+    lam = torch.distributions.Beta(torch.tensor(2.0), torch.tensor(2.0)).sample((5,))
+    hard = (F.binary_cross_entropy_with_logits(model.critic(1, zs, zsh), torch.ones(5))
+            + F.binary_cross_entropy_with_logits(model.critic(1, zs[f], zsh), torch.zeros(5)))
+    torch.manual_seed(11)
+    torch.testing.assert_close(model.critic_loss(1, zs, zsh), hard + 0.5 * model.soft_critic_loss(1, zs, zsh, f, lam))
+    assert float(model.critic_loss(1, zs[:1], zsh[:1])) == 0.0
+
+
+def test_gamma_zero_critic_gradient_is_hard_only():
+    train, _, _ = fake_split('overlap')
+    zs, zsh = torch.randn(6, 8), torch.randn(6, 8)
+    ref = UniCDR.from_data(train, embedding_dim=8)
+    grads = {}
+    for gamma in (0.0, 0.5):
+        m = UniCDRPlus.from_data(train, embedding_dim=8, config=UniCDRPlusConfig(gamma=gamma))
+        m.load_state_dict(ref.state_dict())
+        torch.manual_seed(4)
+        m.critic_loss(0, zs, zsh).backward()
+        grads[gamma] = m.critic_weight.grad.clone()
+    torch.manual_seed(4)
+    ref.critic_loss(0, zs, zsh).backward()
+    assert torch.equal(grads[0.0], ref.critic_weight.grad)
+    assert not torch.allclose(grads[0.5], ref.critic_weight.grad)
+
+
+# ------------------------------------------------------------------ stages, freezing, determinism
+def test_warmup_freezes_shared_parts_bit_identically():
+    train, _, _ = fake_split('overlap')
+    model = _model(train, num_layers=2, combine='learned', warmup=True)
+    batch = full_batch_uniform(train, num_negatives=2)
+    before = snapshot(model)
+    stage_step(model, batch, 'warmup')
+    frozen = ['user_shared.weight', 'agg_shared.lin_agg.weight', 'critic_weight', 'critic_bias']
+    params = dict(model.named_parameters())
+    assert all(no_grad(params[n]) for n in frozen)
+    after = snapshot(model)
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    for n in ('user_specific.weight', 'item_emb.weight', 'layer_logits'):
+        assert not torch.equal(before[n], after[n])
+    ids = {id(p) for p in model.stage_parameters('warmup')}
+    assert not any(id(params[n]) in ids for n in frozen) and id(model.layer_logits) in ids
+    assert {id(p) for p in model.stage_parameters('joint')} == {id(p) for p in model.parameters()}
+    # joint: the soft contrastive term reaches the critic
+    model.zero_grad()
+    model.loss(batch, 'joint').backward()
+    assert not no_grad(model.critic_weight) and not no_grad(model.user_shared.weight)
+
+
+def test_same_seed_same_numbers():
+    train, _, _ = fake_split('overlap')
+    batch = full_batch_uniform(train, num_negatives=2)
+    outs = []
+    for _ in range(2):
+        model = _model(train, seed=3, num_layers=2, combine='learned', aggregator='user_attention')
+        torch.manual_seed(5)
+        outs.append((model.loss(batch).detach(), model(batch).detach(), model.eval()(batch).detach()))
+    assert all(torch.equal(a, b) for a, b in zip(outs[0], outs[1], strict=True))
+
+
+# ------------------------------------------------------------------ sampled subgraphs
+#: two connected components (users 0-2 / 3-5), so sampled subgraphs are often strictly smaller than the graph
+TWO_COMPONENTS = [(0, 0, 'A'), (0, 1, 'A'), (1, 1, 'A'), (1, 2, 'A'), (2, 2, 'A'), (0, 0, 'B'), (1, 1, 'B'),
+                  (2, 0, 'B'), (2, 1, 'B'), (3, 3, 'A'), (3, 4, 'A'), (4, 4, 'A'), (5, 5, 'A'), (5, 3, 'A'),
+                  (3, 2, 'B'), (4, 3, 'B'), (5, 3, 'B'), (5, 2, 'B')]
+
+
+@pytest.mark.parametrize('num_layers', [1, 2])
+@pytest.mark.parametrize('rows', ['overlap', 'two_components'])
+def test_sampled_subgraph_batches_match_full_graph(num_layers, rows):
+    data = overlap_graph() if rows == 'overlap' else overlap_graph(TWO_COMPONENTS)
+    model = _det(data, num_layers=num_layers, aggregator='user_attention', combine='learned')
+    with torch.no_grad():
+        model.layer_logits.copy_(torch.linspace(-0.5, 0.5, num_layers + 1))
+    # seed users: context items (1 hop), their Q̂ (2L hops) and its input degrees (1 more): 2L + 2 full hops
+    # (batch size 1 on the two components, so that many subgraphs are one component)
+    loader = CDRLinkLoader(data, batch_size=2 if rows == 'overlap' else 1, num_negatives=1, mode='sampled',
+                           num_neighbors=[-1] * (2 * num_layers + 2), backend='csr')
+    smaller = 0
+    for batch in loader:
+        smaller += int(batch.graph[ITEM].num_nodes < data[ITEM].num_nodes)
+        full = CDRBatch.full(data, batch.global_user(), batch.global_pos_item(), batch.global_neg_item())
+        losses = []
+        for b in (batch, full):
+            torch.manual_seed(1)
+            losses.append(model.loss(b))
+        torch.testing.assert_close(losses[0], losses[1])
+        model.eval()
+        torch.testing.assert_close(model(batch), model(full))
+        model.train()
+    assert smaller > 0 or rows == 'overlap'
+
+
+# ------------------------------------------------------------------ training with fit
+def test_fit_on_fake_dataset_learns():
+    from cdrgraph.datasets.fake_cdr_dataset import FakeCDRDataset
+    from cdrgraph.metrics.evaluator import Evaluator
+    from cdrgraph.train.evaluate import evaluate
+    from cdrgraph.train.fit import fit
+    from cdrgraph.transforms.eval_candidates import EvalCandidates
+    from cdrgraph.transforms.leave_one_out import LeaveOneOut
+
+    data = FakeCDRDataset(num_users=120, num_items=80, avg_degree=8.0, seed=0)[0]
+    train, val, test = EvalCandidates(num_negatives=19, seed=0)(LeaveOneOut(order='time')(data))
+    ev = Evaluator('sampled', ks=(5,))
+    model = _model(train, embedding_dim=16, num_layers=2, combine='learned', dropout=0.1)
+    untrained = evaluate(model, train, test, ev)
+    res = fit(model, train, val, evaluator=ev, epochs=8, lr=0.01, batch_size=128, num_negatives=4,
+              progress=False, patience=8, seed=0, monitor='ndcg@5/mean')
+    losses = [row['loss'] for row in res.history]
+    assert losses[-1] < 0.8 * losses[0]
+    trained = evaluate(model, train, test, ev)
+    # chance is 5 / 20
+    assert trained['hr@5/mean'] > 0.35 and trained['hr@5/mean'] > untrained['hr@5/mean'] + 0.05
+    assert not torch.allclose(model.layer_logits.detach(), torch.zeros(3))
