@@ -18,11 +18,13 @@ A config has these top-level keys (see ``configs/README.md``)::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import inspect
 import os
 import os.path as osp
 from collections.abc import Callable, Iterable, Mapping, Sequence
+import typing
 from typing import Any
 
 import yaml
@@ -145,6 +147,42 @@ def _params(fn: Callable) -> list[inspect.Parameter]:
             continue
         params.append(p)
     return params
+
+
+def dataclass_params(cls: type) -> dict[str, type]:
+    r"""Constructor arguments of ``cls`` annotated with a dataclass (or
+    ``Dataclass | None``), e.g. ``compat: UniCDRCompat``: in a config they are
+    written as a mapping of the dataclass's fields."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:   # unresolvable annotations: no nested dataclass arguments
+        return {}
+    out = {}
+    for name, hint in hints.items():
+        cands = [hint, *typing.get_args(hint)]
+        for c in cands:
+            if isinstance(c, type) and dataclasses.is_dataclass(c):
+                out[name] = c
+                break
+    return out
+
+
+def _check_dataclass_values(mcls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    for key, dc in dataclass_params(mcls).items():
+        value = kwargs.get(key)
+        if isinstance(value, Mapping):
+            check_keys(value, [f.name for f in dataclasses.fields(dc)], f'{where}.{key} ({dc.__name__})')
+
+
+def _build_dataclass_values(mcls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(kwargs)
+    for key, dc in dataclass_params(mcls).items():
+        if isinstance(out.get(key), Mapping):
+            try:
+                out[key] = dc(**out[key])
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f'model argument {key!r} ({dc.__name__}): {e}') from None
+    return out
 
 
 def allowed_keys(fn: Callable, exclude: Sequence[str] = ()) -> list[str]:
@@ -273,6 +311,7 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         mcls = _lookup(MODELS, name, where)
         mkw = _mapping(spec.get('model'), f'{where}.model')
         check_keys(mkw, allowed_keys(mcls, FROM_DATA), f'{where}.model ({name})')
+        _check_dataclass_values(mcls, mkw, f'{where}.model')
         _check_required(mcls, mkw, f'{where}.model ({name})', FROM_DATA)
         tkw = _mapping(spec.get('train'), f'{where}.train')
         check_keys(tkw, fit_keys, f'{where}.train')
@@ -291,6 +330,7 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             check_keys(ov, ('model', 'train'), dwhere)
             dm = _mapping(ov.get('model'), f'{dwhere}.model')
             check_keys(dm, allowed_keys(mcls, FROM_DATA), f'{dwhere}.model ({name})')
+            _check_dataclass_values(mcls, dm, f'{dwhere}.model')
             dt = _mapping(ov.get('train'), f'{dwhere}.train')
             check_keys(dt, fit_keys, f'{dwhere}.train')
             norm_dom[str(dname)] = {'model': dm, 'train': dt}
@@ -352,8 +392,11 @@ def build_evaluator(eval_cfg: Mapping[str, Any], protocol: str | None = None) ->
 
 
 def build_model(entry: Mapping[str, Any], data: Any) -> Any:
-    r"""Model of a normalised ``models`` entry, sized by ``data`` via ``from_data``."""
-    return MODELS.get(entry['class']).from_data(data, **entry['model'])
+    r"""Model of a normalised ``models`` entry, sized by ``data`` via ``from_data``;
+    a mapping given for a dataclass-typed constructor argument (e.g.
+    ``compat: {pad_logit_zero: true}``) becomes that dataclass."""
+    cls = MODELS.get(entry['class'])
+    return cls.from_data(data, **_build_dataclass_values(cls, entry['model']))
 
 
 def model_entries(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

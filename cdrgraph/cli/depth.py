@@ -126,10 +126,14 @@ def use_combine_mode(model: CDRModel, mode: str) -> CDRModel:
     if mode not in COMBINE_MODES:
         raise ValueError(f'combine mode must be one of {COMBINE_MODES}, got {mode!r}')
     if mode == 'native':
+        model.__dict__.pop('encode', None)
         return model
     name = model.__class__.__name__
+    if getattr(model, 'combine', None) == mode:
+        model.__dict__.pop('encode', None)   # undo an earlier patch: the model's own encode is this mode
+        return model
     if mode == LEARNED:
-        if int(getattr(model, 'num_layers', 0)) > 0 and getattr(model, 'combine', None) != LEARNED:
+        if int(getattr(model, 'num_layers', 0)) > 0:
             raise ValueError(f"{name} was not built with combine='learned' (trainable layer weights)")
         return model
     if 'encode_layers' not in {k for c in type(model).__mro__ if c is not CDRModel for k in vars(c)}:
@@ -408,6 +412,7 @@ def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[i
 
     from cdrgraph.cli.config import (
         ConfigError,
+        allowed_keys,
         build_evaluator,
         build_model,
         default_monitor,
@@ -415,6 +420,7 @@ def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[i
         validate_config,
     )
     from cdrgraph.cli.experiment import prepare_splits
+    from cdrgraph.cli.registry import MODELS
     from cdrgraph.train.evaluate import evaluate
     from cdrgraph.train.fit import fit
     from cdrgraph.train.seed import seed_everything
@@ -453,8 +459,9 @@ def depth_study(cfg: Mapping[str, Any], layers: Sequence[int], seeds: Sequence[i
         for mode in runs:
             sub_entry = copy.deepcopy(entry)
             sub_entry['model']['num_layers'] = depth
-            if mode == LEARNED and depth > 0:
-                sub_entry['model']['combine'] = LEARNED
+            if mode != 'native' and depth > 0 and 'combine' in allowed_keys(MODELS.get(sub_entry['class'])):
+                # the model combines its layers itself, in training and evaluation alike
+                sub_entry['model']['combine'] = mode
             seed_everything(seed)
             try:
                 net = build_model(sub_entry, train)

@@ -104,6 +104,7 @@ MODELS = Registry('model', {
     'BiTGCF': 'cdrgraph.models.bi_tgcf:BiTGCF',
     'HeroGRAPH': 'cdrgraph.models.hero_graph:HeroGRAPH',
     'UniCDR': 'cdrgraph.models.uni_cdr:UniCDR',
+    'UniCDRPlus': 'cdrgraph.models.uni_cdr_plus:UniCDRPlus',
     'SharedBottom': 'cdrgraph.models.shared_bottom:SharedBottom',
     'MMoE': 'cdrgraph.models.mmoe:MMoE',
     'PLE': 'cdrgraph.models.ple:PLE',

@@ -19,7 +19,9 @@ from cdrgraph.metrics.rating import RatingMetrics
 __all__ = ['Evaluator', 'dot_scorer', 'ScoreFn']
 
 #: ``score_fn(users long[P], items long[P]) -> float[P]`` on GLOBAL node ids. It may also expose
-#: ``score_fn.score_matrix(users long[U], items long[I]) -> float[U, I]``, which full ranking then uses.
+#: ``score_fn.score_matrix(users long[U], items long[I]) -> float[U, I]``, which full ranking then uses,
+#: and ``score_fn.score_rows(users long[R], items long[R, C]) -> float[R, C]`` (row r: user r against
+#: its candidates items[r]), which sampled ranking then uses.
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 PROTOCOLS = ('sampled', 'full', 'ctr', 'rating')
@@ -40,6 +42,10 @@ class _DotScorer:
     def score_matrix(self, users: Tensor, items: Tensor) -> Tensor:
         dev = self.user_emb.device
         return self.user_emb[users.to(dev)] @ self.item_emb[items.to(dev)].t()
+
+    def score_rows(self, users: Tensor, items: Tensor) -> Tensor:
+        dev = self.user_emb.device
+        return torch.bmm(self.item_emb[items.to(dev)], self.user_emb[users.to(dev)].unsqueeze(-1)).squeeze(-1)
 
     def __repr__(self) -> str:
         return f'dot_scorer(num_users={self.user_emb.size(0)}, num_items={self.item_emb.size(0)})'
@@ -250,6 +256,19 @@ class Evaluator:
                              'it must return float[P]')
         return out.reshape(-1).to('cpu', torch.float)
 
+    @classmethod
+    def _score_rows(cls, score_fn: ScoreFn, users: Tensor, items: Tensor, domain: str) -> Tensor:
+        rows = getattr(score_fn, 'score_rows', None)
+        if rows is None:
+            out = cls._score_pairs(score_fn, users.repeat_interleave(items.size(1)), items.reshape(-1), domain)
+            return out.view(items.shape)
+        out = rows(users, items)
+        out = (out if isinstance(out, Tensor) else torch.as_tensor(out)).detach()
+        if tuple(out.shape) != tuple(items.shape):
+            raise ValueError(f'score_fn {_name_of(score_fn)}.score_rows returned shape {tuple(out.shape)} for '
+                             f'{tuple(items.shape)} (user, candidates) rows in domain {domain!r}')
+        return out.to('cpu', torch.float)
+
     @staticmethod
     def _score_matrix(score_fn: ScoreFn, users: Tensor, items: Tensor, domain: str) -> Tensor:
         matrix = getattr(score_fn, 'score_matrix', None)
@@ -303,9 +322,7 @@ class Evaluator:
                 users, pos, cand = lab[0, chunk], lab[1, chunk], neg[chunk]
                 m = cand != PAD
                 items = torch.cat([pos.unsqueeze(1), torch.where(m, cand, pos.unsqueeze(1))], dim=1)
-                scores = self._score_pairs(score_fn, users.repeat_interleave(num_neg + 1),
-                                           items.reshape(-1), name)
-                scores = scores.view(-1, num_neg + 1)
+                scores = self._score_rows(score_fn, users, items, name)
                 self._check_finite(scores, torch.cat([torch.ones_like(m[:, :1]), m], dim=1), score_fn, name)
                 acc.update(scores[:, 0], scores[:, 1:], m)
             for key, val in acc.compute().items():

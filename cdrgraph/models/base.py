@@ -16,7 +16,11 @@ ZDict = dict[str, Tensor]
 
 #: optional ``z_dict`` key: ``float[I]`` per-item bias added by the base :meth:`CDRModel.score`
 ITEM_BIAS = 'item_bias'
-_PAIR_CHUNK = 1 << 20   # pairs per chunk when scoring pair by pair
+#: optional ``z_dict`` key: ``long[I]`` domain of every item (set by :func:`cdrgraph.train.evaluate`
+#: for :meth:`CDRModel.score_rows` when the model's encode does not put it there)
+ITEM_DOMAIN_KEY = 'item_domain'
+_PAIR_CHUNK = 1 << 20
+_ROWS_MATMUL_SPAN = 64   # score_rows: matmul + gather when the rows' item range is <= this × candidates   # pairs per chunk when scoring pair by pair
 _SCORE_CHUNK = 1 << 24  # score-matrix entries per chunk in recommend
 
 
@@ -206,6 +210,50 @@ class CDRModel(torch.nn.Module):
             dd = None if dom is None else dom.repeat(users.numel())
             rows.append(self.score(z_dict, uu, ii, dd).view(users.numel(), c))
         return torch.cat(rows) if rows else torch.empty(0, c, device=item_index.device)
+
+    def score_rows(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor) -> Tensor:
+        r"""Scores ``[R, C]`` of row ``r``'s user ``user_index[r]`` (``long[R]``)
+        against its candidates ``item_index[r]`` (``long[R, C]``), local
+        indices (sampled ranking: one positive and its negatives per row).
+
+        For the base-class dot-product :meth:`score` the user vectors are not
+        repeated per candidate (one batched matrix product); a model that
+        overrides :meth:`score` is scored pair by pair.
+        """
+        r, c = item_index.shape
+        zu = z_dict[USER]
+        dom = self._z_item_domain(z_dict, item_index) if zu.dim() == 3 or type(self).score is not CDRModel.score \
+            else None
+        if type(self).score is CDRModel.score:
+            bias = z_dict.get(ITEM_BIAS)
+            if zu.dim() == 2 and r and c:
+                lo, hi = int(item_index.min()), int(item_index.max()) + 1
+                if hi - lo <= _ROWS_MATMUL_SPAN * c:
+                    # one matrix product against the rows' item range, then pick the candidates: a dense
+                    # sgemm beats gathering R·C random item rows unless the range is much wider than C
+                    out = (zu[user_index] @ z_dict[ITEM][lo:hi].t()).gather(1, item_index - lo)
+                    return out if bias is None else out + bias[item_index]
+            items = z_dict[ITEM][item_index]                         # [R, C, D]
+            if zu.dim() == 3:
+                if dom is None:
+                    raise ValueError(f'{self.__class__.__name__}.score_rows needs item domains for '
+                                     "per-domain user vectors (z_dict['item_domain'])")
+                if c and bool((dom == dom[:, :1]).all()):   # one domain per row (sampled ranking)
+                    u = zu[user_index, dom[:, 0]]                       # [R, D]
+                    out = torch.bmm(items, u.unsqueeze(-1)).squeeze(-1)
+                else:
+                    out = (zu[user_index.view(-1, 1).expand(r, c), dom] * items).sum(-1)
+            else:
+                out = torch.bmm(items, zu[user_index].unsqueeze(-1)).squeeze(-1)
+            return out if bias is None else out + bias[item_index]
+        uu = user_index.view(-1, 1).expand(r, c).reshape(-1)
+        return self.score(z_dict, uu, item_index.reshape(-1),
+                          None if dom is None else dom.reshape(-1)).view(r, c)
+
+    @staticmethod
+    def _z_item_domain(z_dict: ZDict, item_index: Tensor) -> Tensor | None:
+        dom = z_dict.get(ITEM_DOMAIN_KEY)
+        return None if dom is None else dom[item_index]
 
     @torch.no_grad()
     def recommend(self, batch: CDRBatch, user_index: Tensor, domain: int, k: int,

@@ -10,7 +10,7 @@ from torch_geometric.data import HeteroData
 
 from cdrgraph.data.schema import ITEM
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.base import CDRModel
+from cdrgraph.models.base import ITEM_DOMAIN_KEY, CDRModel
 
 __all__ = ['evaluate', 'make_score_fn']
 
@@ -22,7 +22,11 @@ def make_score_fn(model: CDRModel, train_data: HeteroData, device: str | torch.d
     r"""Encode the full training graph once and return
     ``score_fn(users, items) -> float[P]`` over *global* ids, scoring in
     chunks of ``chunk_size`` pairs under :func:`torch.no_grad`. The model must
-    already be in eval mode; scores come back on the CPU.
+    already be in eval mode; scores come back on the CPU. The function also
+    exposes ``score_matrix(users, items) -> [U, I]`` (full ranking: one matrix
+    product per user chunk, :meth:`CDRModel.score_matrix`) and
+    ``score_rows(users [R], items [R, C]) -> [R, C]`` (sampled ranking:
+    :meth:`CDRModel.score_rows`), which the Evaluator uses when present.
     """
     if chunk_size < 1:
         raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
@@ -30,6 +34,29 @@ def make_score_fn(model: CDRModel, train_data: HeteroData, device: str | torch.d
     with torch.no_grad():
         z_dict = model.encode(batch)
     item_domain = batch.graph[ITEM].domain
+
+    if ITEM_DOMAIN_KEY not in z_dict:
+        z_dict = {**z_dict, ITEM_DOMAIN_KEY: item_domain}
+
+    def score_matrix(users: Tensor, items: Tensor) -> Tensor:
+        r"""``[U, I]`` scores of users × items (items of one domain)."""
+        items = items.to(device)
+        dom = item_domain[items]
+        if dom.numel() and bool((dom != dom[0]).any()):
+            raise ValueError('score_fn.score_matrix expects the items of one domain')
+        with torch.no_grad():
+            return model.score_matrix(z_dict, users.to(device), items,
+                                      int(dom[0]) if dom.numel() else None).float().cpu()
+
+    def score_rows(users: Tensor, items: Tensor) -> Tensor:
+        r"""``[R, C]`` scores of row ``r``'s user against its candidates ``items[r]``."""
+        out = []
+        step = max(1, chunk_size // max(items.size(1), 1))
+        with torch.no_grad():
+            for start in range(0, users.numel(), step):
+                out.append(model.score_rows(z_dict, users[start:start + step].to(device),
+                                            items[start:start + step].to(device)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, items.size(1))
 
     def score_fn(users: Tensor, items: Tensor) -> Tensor:
         if users.shape != items.shape or users.dim() != 1:
@@ -43,6 +70,8 @@ def make_score_fn(model: CDRModel, train_data: HeteroData, device: str | torch.d
                 out.append(model.score(z_dict, u, i, item_domain[i]).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
 
+    score_fn.score_matrix = score_matrix  # type: ignore[attr-defined]
+    score_fn.score_rows = score_rows      # type: ignore[attr-defined]
     return score_fn
 
 

@@ -149,3 +149,24 @@ def test_shipped_configs_validate(name):
     assert 'Popularity' in model_entries(cfg)
     for model, base in cfg['baseline'].items():
         assert cfg['models'][base]['select_domains'] == 'per_domain' and model in cfg['models']
+
+
+def test_dataclass_model_arguments_from_mappings(tiny_cfg):
+    from cdrgraph.cli.config import build_model, dataclass_params
+    from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+    from cdrgraph.testing.graphs import two_domain_graph
+
+    assert dataclass_params(UniCDR)['compat'] is UniCDRCompat
+    tiny_cfg['models'] = {'UniCDR': {'model': {'embedding_dim': 4, 'compat': {'pad_logit_zero': True}}}}
+    cfg = validate_config(tiny_cfg)
+    model = build_model(cfg['models']['UniCDR'], two_domain_graph())
+    assert model.compat == UniCDRCompat(pad_logit_zero=True)
+    # a misspelt field of the nested dataclass is named, with the allowed fields
+    tiny_cfg['models']['UniCDR']['model']['compat'] = {'pad_logit_zeros': True}
+    with pytest.raises(ConfigError, match=r"models.UniCDR.model.compat \(UniCDRCompat\): unknown key "
+                                          r"'pad_logit_zeros' \(did you mean 'pad_logit_zero'\?\)"):
+        validate_config(tiny_cfg)
+    # an invalid value is an error naming the argument
+    tiny_cfg['models']['UniCDR']['model']['compat'] = {'cold_specific': 'nope'}
+    with pytest.raises(ConfigError, match="'compat' \\(UniCDRCompat\\).*cold_specific"):
+        build_model(validate_config(tiny_cfg)['models']['UniCDR'], two_domain_graph())

@@ -364,3 +364,30 @@ def test_per_row_and_to_frame(test_data):
     assert frame.loc['B', 'hr@1'] == 0.5 and frame.loc['A', 'num_cold_dropped'] == 1
     assert repr(ev) == ("Evaluator(protocol='sampled', ks=(1, 2), ties='pessimistic', drop_cold_items=True, "
                         'chunk_size=1024)')
+
+
+def test_sampled_uses_score_rows_when_available():
+    data, _, gen = _random_split(5, num_users=30, sizes=(20,), num_neg=9)
+    emb_u, emb_i = torch.randn(40, 4, generator=gen), torch.randn(40, 4, generator=gen)
+    shapes = []
+
+    class Rows:
+        def __call__(self, u, i):
+            raise AssertionError('sampled ranking must use score_rows when available')
+
+        def score_rows(self, u, i):
+            shapes.append(tuple(i.shape))
+            return torch.bmm(emb_i[i], emb_u[u].unsqueeze(-1)).squeeze(-1)
+
+    out = Evaluator('sampled', ks=(1, 5), chunk_size=8)(Rows(), data)
+    assert shapes and all(s[1] == 10 and s[0] <= 8 for s in shapes)
+    ref = Evaluator('sampled', ks=(1, 5), chunk_size=8)(lambda u, i: (emb_u[u] * emb_i[i]).sum(-1), data)
+    for key in ref:
+        assert out[key] == pytest.approx(ref[key], abs=1e-6), key
+
+    class Bad(Rows):
+        def score_rows(self, u, i):
+            return torch.zeros(i.size(0))
+
+    with pytest.raises(ValueError, match='score_rows returned shape'):
+        Evaluator('sampled', ks=(1,))(Bad(), data)

@@ -145,3 +145,35 @@ def test_node_ids_and_stage_check(graph):
     with pytest.raises(ValueError, match="no stage 'pretrain'"):
         list(m.stage_parameters('pretrain'))
     assert repr(m) == 'TableModel(dim=1)'
+
+
+@pytest.mark.parametrize('cls,per_domain', [(TableModel, False), (TableModel, True), (PairModel, False)])
+def test_score_rows_equals_pairwise_scores(graph, cls, per_domain):
+    U, I = graph[USER].num_nodes, graph[ITEM].num_nodes
+    torch.manual_seed(0)
+    zu = torch.randn(U, 2, 3) if per_domain else torch.randn(U, 3)
+    m = cls(zu, torch.randn(I, 3), torch.randn(I) if cls is TableModel else None)
+    z = {**m.encode(None), 'item_domain': graph[ITEM].domain}
+    users = torch.tensor([0, 2, 3])
+    # rows of one domain each (sampled ranking), then a row mixing domains
+    items = torch.tensor([[0, 1, 3], [4, 5, 6], [2, 6, 0]])
+    rows = m.score_rows(z, users, items)
+    dom = graph[ITEM].domain[items.reshape(-1)]
+    expected = m.score(z, users.repeat_interleave(3), items.reshape(-1), dom).view(3, 3)
+    torch.testing.assert_close(rows, expected)
+    if per_domain:
+        with pytest.raises(ValueError, match='item domains'):
+            m.score_rows(m.encode(None), users, items)
+
+
+def test_score_rows_wide_item_range_takes_the_gather_path():
+    torch.manual_seed(0)
+    zu, zi, b = torch.randn(5, 3), torch.randn(300, 3), torch.randn(300)
+    m = TableModel(zu, zi, b)
+    z = m.encode(None)
+    users, items = torch.tensor([1, 4]), torch.tensor([[0, 299], [150, 7]])   # range 300 > 64 x 2 candidates
+    expected = torch.stack([zu[1] @ zi[[0, 299]].t(), zu[4] @ zi[[150, 7]].t()]) + b[items]
+    torch.testing.assert_close(m.score_rows(z, users, items), expected)
+    narrow = torch.tensor([[3, 5], [4, 3]])
+    torch.testing.assert_close(m.score_rows(z, users, narrow),
+                               torch.stack([zu[1] @ zi[[3, 5]].t(), zu[4] @ zi[[4, 3]].t()]) + b[narrow])

@@ -57,3 +57,22 @@ def test_eval_data_as_graph_when_train_missing(toy, splits):
     train, val = splits
     model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
     assert evaluate(model, None, val, Recorder()) == evaluate(model, train, val, Recorder())
+
+
+def test_score_matrix_and_score_rows_agree_with_pairs(toy, splits):
+    train, _ = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes)).eval()
+    fn = make_score_fn(model, train, chunk_size=7)
+    users, dom_a = torch.tensor([0, 3, 5]), torch.arange(4)        # domain a: items 0-3
+    mat = fn.score_matrix(users, dom_a)
+    pairs = fn(users.repeat_interleave(4), dom_a.repeat(3)).view(3, 4)
+    torch.testing.assert_close(mat, pairs)
+    rows_items = torch.tensor([[0, 1, 2], [4, 5, 7], [3, 0, 1]])
+    rows = fn.score_rows(users, rows_items)
+    torch.testing.assert_close(rows, fn(users.repeat_interleave(3), rows_items.reshape(-1)).view(3, 3))
+    try:
+        fn.score_matrix(users, torch.tensor([0, 4]))
+    except ValueError as e:
+        assert 'one domain' in str(e)
+    else:
+        raise AssertionError('score_matrix must reject items of several domains')
