@@ -105,6 +105,7 @@ MODELS = Registry('model', {
     'HeroGRAPH': 'cdrgraph.models.hero_graph:HeroGRAPH',
     'UniCDR': 'cdrgraph.models.uni_cdr:UniCDR',
     'UniCDRPlus': 'cdrgraph.models.uni_cdr_plus:UniCDRPlus',
+    'DACDR': 'cdrgraph.models.dacdr:DACDR',
     'SharedBottom': 'cdrgraph.models.shared_bottom:SharedBottom',
     'MMoE': 'cdrgraph.models.mmoe:MMoE',
     'PLE': 'cdrgraph.models.ple:PLE',
