@@ -5,6 +5,11 @@ import os
 import os.path as osp
 
 import pytest
+import torch
+
+# Unit tests run on tiny tensors, where intra-op threads only add synchronisation (measured 10-40x slower
+# fits on a shared 2-core machine); CDRGRAPH_TEST_THREADS=N restores N threads (e.g. for slow real-data tests).
+torch.set_num_threads(int(os.environ.get('CDRGRAPH_TEST_THREADS', '1')))
 
 #: ../shared/data beside the repository (override with CDRGRAPH_SHARED_DATA)
 SHARED_DATA = os.environ.get(

@@ -110,6 +110,10 @@ MODELS = Registry('model', {
     'MMoE': 'cdrgraph.models.mmoe:MMoE',
     'PLE': 'cdrgraph.models.ple:PLE',
     'STAR': 'cdrgraph.models.star:STAR',
+    'DNN': 'cdrgraph.models.dnn:DNN',
+    'CATART': 'cdrgraph.models.cat_art:CATART',
+    'MPF': 'cdrgraph.models.mpf:MPF',
+    'CDTM': 'cdrgraph.models.cdtm:CDTM',
 })
 
 #: dataset name -> dataset class
@@ -131,4 +135,6 @@ SPLITS = Registry('split', {
     'ValidFromTrain': 'cdrgraph.transforms.valid_from_train:ValidFromTrain',
     'ColdStartSplit': 'cdrgraph.transforms.cold_start_split:ColdStartSplit',
     'SelectDomains': 'cdrgraph.transforms.select_domains:SelectDomains',
+    'CTRLabels': 'cdrgraph.transforms.ctr_labels:CTRLabels',
+    'CTRNegatives': 'cdrgraph.transforms.ctr_negatives:CTRNegatives',
 })

@@ -221,10 +221,9 @@ class CDRModel(torch.nn.Module):
         overrides :meth:`score` is scored pair by pair.
         """
         r, c = item_index.shape
-        zu = z_dict[USER]
-        dom = self._z_item_domain(z_dict, item_index) if zu.dim() == 3 or type(self).score is not CDRModel.score \
-            else None
         if type(self).score is CDRModel.score:
+            zu = z_dict[USER]
+            dom = self._z_item_domain(z_dict, item_index) if zu.dim() == 3 else None
             bias = z_dict.get(ITEM_BIAS)
             if zu.dim() == 2 and r and c:
                 lo, hi = int(item_index.min()), int(item_index.max()) + 1
@@ -246,6 +245,7 @@ class CDRModel(torch.nn.Module):
             else:
                 out = torch.bmm(items, zu[user_index].unsqueeze(-1)).squeeze(-1)
             return out if bias is None else out + bias[item_index]
+        dom = self._z_item_domain(z_dict, item_index)
         uu = user_index.view(-1, 1).expand(r, c).reshape(-1)
         return self.score(z_dict, uu, item_index.reshape(-1),
                           None if dom is None else dom.reshape(-1)).view(r, c)

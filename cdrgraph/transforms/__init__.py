@@ -1,5 +1,7 @@
 r"""Splits and graph transforms (PyG :class:`BaseTransform` subclasses)."""
 from cdrgraph.transforms.cold_start_split import ColdStartSplit
+from cdrgraph.transforms.ctr_labels import CTRLabels
+from cdrgraph.transforms.ctr_negatives import CTRNegatives
 from cdrgraph.transforms.eval_candidates import EvalCandidates
 from cdrgraph.transforms.given_split import GivenSplit
 from cdrgraph.transforms.leave_one_out import LeaveOneOut
@@ -10,5 +12,5 @@ from cdrgraph.transforms.valid_from_train import ValidFromTrain
 
 __all__ = [
     'GivenSplit', 'LeaveOneOut', 'RatioSplit', 'ValidFromTrain', 'ColdStartSplit', 'SelectDomains',
-    'EvalCandidates', 'save_split', 'load_split', 'SplitChecksumError',
+    'EvalCandidates', 'save_split', 'load_split', 'SplitChecksumError', 'CTRLabels', 'CTRNegatives',
 ]
