@@ -79,6 +79,9 @@ class CDRModel(torch.nn.Module):
     #: all its epochs (e.g. pre-training parts whose validation metric only
     #: becomes meaningful once a later stage combines them).
     monitored_stages: ClassVar[tuple[str, ...] | None] = None
+    #: whether :func:`cdrgraph.train.fit` also validates the state a monitored
+    #: stage starts from (it is kept when no epoch beats it)
+    initial_eval: ClassVar[bool] = False
     #: propagation depth (0 for non-propagating models)
     num_layers: int = 0
 

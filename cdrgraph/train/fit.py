@@ -129,6 +129,7 @@ def fit(
     stage_epochs: dict[str, int] | None = None,
     stages: Sequence[str] | None = None,
     monitored_stages: Sequence[str] | None = None,
+    initial_eval: bool | None = None,
     evaluator: Callable[..., dict[str, Any]] | None = None,
     monitor: str = 'ndcg@10/mean',
     monitor_mode: str = 'max',
@@ -189,6 +190,11 @@ def fit(
             a later stage combines). (default: the model's
             :attr:`~cdrgraph.models.base.CDRModel.monitored_stages`, or all
             stages when that is :obj:`None`)
+        initial_eval (bool, optional): validate a monitored stage's starting
+            state too (history row with ``epoch = -1``), so a stage whose
+            training only hurts validation keeps the state it started from
+            (e.g. CAT-ART's transfer heads start as SMF). (default: the
+            model's :attr:`~cdrgraph.models.base.CDRModel.initial_eval`)
         evaluator (callable, optional): e.g.
             :class:`cdrgraph.metrics.evaluator.Evaluator`; called through
             :func:`cdrgraph.train.evaluate.evaluate`.
@@ -316,6 +322,17 @@ def fit(
             first_epoch = start_epoch
             set_rng_state(ckpt['rng'])
             ckpt = None
+        if (do_eval and stage in monitored and first_epoch == 0 and
+                (initial_eval if initial_eval is not None else getattr(model, 'initial_eval', False))):
+            metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device))
+            if monitor not in metrics:
+                raise KeyError(f'fit: monitor {monitor!r} is not among the validation metrics '
+                               f'{sorted(metrics)}; set monitor= to one of them')
+            value = float(metrics[monitor])
+            stopper.step(value, -1)
+            best_state = _cpu_state(model)
+            result.best_metric[stage], result.best_epoch[stage] = value, -1
+            result.history.append({'stage': stage, 'epoch': -1, 'loss': None, 'steps': 0, **metrics})
         bar = tqdm(total=n_epochs, initial=first_epoch, desc=f'{name}[{stage}]', disable=not progress,
                    leave=False, dynamic_ncols=True)
         last_epoch = first_epoch - 1
