@@ -203,6 +203,9 @@ class CATART(CDRModel):
 
     stages = ('pretrain', 'cat', 'art')
     monitored_stages: ClassVar[tuple[str, ...] | None] = ('pretrain', 'art')
+    #: the transfer heads start as SMF (zero-initialised outputs): that state is validated too and kept
+    #: when no ART epoch beats it, so a head that only hurts validation is never selected
+    initial_eval: ClassVar[bool] = True
     #: std of the normal initialisation of the factor tables
     init_std: float = 0.1
 
