@@ -40,15 +40,15 @@ TOP_LEVEL = ('name', 'data', 'split', 'candidates', 'evaluation', 'train', 'mode
              'cache_dir', 'device')
 MODEL_ENTRY = ('class', 'model', 'train', 'select_domains', 'domains')
 SELECT_DOMAINS = ('per_domain',)
-#: constructor arguments a model's ``from_data`` reads from the graph
-FROM_DATA = ('num_users', 'num_items', 'num_domains')
+#: constructor arguments every ``from_data`` fills from the graph (never written in a config)
+FROM_DATA = ('num_users', 'num_items', 'num_domains', 'items_per_domain')
 #: fit() arguments the experiment sets itself
 FIT_RESERVED = ('model', 'train_data', 'val_data', 'evaluator', 'seed', 'checkpoint_dir', 'resume', 'device',
                 'progress', 'loader', 'callback')
 #: constructor arguments that are objects, not config values
 CTOR_RESERVED = ('self', 'transform', 'pre_transform', 'pre_filter', 'log')
 PATH_KEYS = ('root', 'raw_dir')
-EVAL_EXTRA = ('also_full',)
+EVAL_EXTRA = ('also_full', 'report')
 CANDIDATE_EXTRA = ('shipped',)
 
 
@@ -281,6 +281,14 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     # evaluation
     ev = _mapping(cfg.get('evaluation'), 'evaluation')
     check_keys(ev, allowed_keys(_evaluator_cls()) + list(EVAL_EXTRA), 'evaluation')
+    if ev.get('report') is not None:
+        report = _mapping(ev['report'], 'evaluation.report')
+        check_keys(report, ('sampled', 'full', 'ctr', 'rating'), 'evaluation.report')
+        for proto, metrics in report.items():
+            if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                raise ConfigError(f'evaluation.report.{proto}: expected a list of metric names such as '
+                                  f'[precision@10, recall@10, ndcg@10], got {metrics!r}')
+        ev['report'] = report
     cfg['evaluation'] = ev
     protocol = ev.get('protocol', 'sampled')
     # candidates

@@ -187,10 +187,12 @@ HEADLINE_METRICS: dict[str, list[str]] = {
 
 
 def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None = None,
-                  title: str = 'Results') -> str:
+                  title: str = 'Results', report: Mapping[str, Sequence[str]] | None = None) -> str:
     r"""Write ``results.csv`` (long format) and ``results.md`` (one mean ± std
     table per protocol, ``↓`` where a model is below its baseline) into
-    ``out``; returns the Markdown text."""
+    ``out``; returns the Markdown text. The tables show ``report[protocol]``
+    (the config's ``evaluation.report``, e.g. ``{full: [precision@10,
+    recall@10, ndcg@10]}``) or :data:`HEADLINE_METRICS`."""
     from cdrgraph.metrics.report import summarize, to_markdown
 
     os.makedirs(out, exist_ok=True)
@@ -209,7 +211,9 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
         parts.append(f'## {label}\n\nmean ± std over seeds {seeds}; ↓: below the single-domain baseline '
                      f'({", ".join(f"{m} vs {b}" for m, b in base.items()) or "none"})\n')
         present = set(group['metric'].astype(str))
-        headline = [m for m in HEADLINE_METRICS.get(str(proto), []) if m in present] or None
+        wanted = report.get(str(proto), HEADLINE_METRICS.get(str(proto), [])) if report else \
+            HEADLINE_METRICS.get(str(proto), [])
+        headline = [m for m in wanted if m in present] or None
         parts.append(to_markdown(summarize(runs, baseline=base or None, metrics=headline)))
     parts.append('\nAll metrics (every k, per domain and seed) are in results.csv.\n')
     text = '\n'.join(parts)
@@ -248,7 +252,8 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
             rows.extend(_rows(name, seed, res))
             pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(osp.join(out, 'results.csv'), index=False)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results')
+    write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results',
+                  report=cfg['evaluation'].get('report'))
     return df
 
 

@@ -19,9 +19,11 @@ from cdrgraph.models.ptupcdr import PTUPCDR, PTUPCDRCompat
 from cdrgraph.models.shared_bottom import SharedBottom
 from cdrgraph.models.star import STAR
 from cdrgraph.models.tgt_only import TgtOnly
-from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig
+from cdrgraph.models.uni_cdr_plus import UniCDRPlus, UniCDRPlusConfig
 
 __all__ = ['CDRModel', 'Popularity', 'BPRMF', 'LightGCN', 'CMF', 'TgtOnly', 'EMCDR', 'PTUPCDR',
            'PTUPCDRCompat', 'BiTGCF', 'HeroGRAPH', 'UniCDR', 'UniCDRCompat',
            'SharedBottom', 'MMoE', 'PLE', 'STAR', 'DNN', 'CDTM', 'CDTMOptions', 'DomainFields', 'DACDR',
-           'DACDROptions', 'CATART', 'CATARTVariant', 'CATARTCompat', 'MPF']
+           'DACDROptions', 'CATART', 'CATARTVariant', 'CATARTCompat', 'MPF', 'UniCDRConfig', 'UniCDRPlus',
+           'UniCDRPlusConfig']

@@ -15,8 +15,11 @@ from cdrgraph.data.schema import ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.loader.views import train_edge_index
 from cdrgraph.models.base import ZDict
-from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig, UniCDRContexts
 from cdrgraph.nn.conv.item_graph_conv import ItemGraphConv
+from cdrgraph.nn.heads.deep_interest_aggregator_head import DeepInterestAggregatorHead
+from cdrgraph.nn.heads.sequential_aggregator_head import SequentialAggregatorHead
+from cdrgraph.nn.heads.user_aggregator_head import AGGREGATORS
 from cdrgraph.nn.loss import sampled_bce_loss
 
 __all__ = ['UniCDRPlus', 'UniCDRPlusConfig']
@@ -25,25 +28,22 @@ __all__ = ['UniCDRPlus', 'UniCDRPlusConfig']
 COMBINE = ('mean', 'last', 'learned')
 #: item graphs: per domain (``Â_k``) or one graph over all domains' edges
 ITEM_GRAPHS = ('intra', 'cross')
+#: UniCDR+'s aggregators: UniCDR's static ones, the sequential and the deep-interest one (MODELS.md §4.3 (c))
+PLUS_AGGREGATORS = (*AGGREGATORS, 'sequential', 'deep_interest')
+#: z_dict keys of the deep-interest aggregator's evaluation materials (the user vector depends on the candidate)
+_DI_KEYS = ('di_items', 'di_uid', 'di_index', 'di_mask', 'di_cold', 'di_shared_items')
 
 
 @dataclass(frozen=True)
-class UniCDRPlusConfig:
+class UniCDRPlusConfig(UniCDRConfig):
     r"""Hyper-parameters of :class:`UniCDRPlus` beyond its constructor's
-    headline arguments: UniCDR's (MODELS.md §3.5) and the UniCDR+ extension
-    switches (§4.5).
+    headline arguments: UniCDR's (:class:`~cdrgraph.models.uni_cdr.UniCDRConfig`,
+    MODELS.md §3.5: ``max_len``, ``eval_max_len``, ``mask_rate``,
+    ``lambda_a``, ``lambda_loss``, ``task``, ``ease_lambda``,
+    ``ease_threshold``, ``ease_max_items``) and the UniCDR+ extension switches
+    (§4.5).
 
     Args:
-        max_len (int, optional): training context length ``M`` per domain
-            slot. (default: :obj:`10`)
-        eval_max_len (int, optional): evaluation context length ``M_test``.
-            (default: :obj:`50`)
-        mask_rate (float, optional): interaction masking rate :math:`\rho`.
-            (default: :obj:`0.1`)
-        lambda_a (float, optional): aggregator weight :math:`\lambda_a` of the
-            ID embedding. (default: :obj:`0.5`)
-        lambda_loss (float, optional): :math:`\lambda_{loss}`, weight of
-            :math:`L_{rec}` against the contrastive loss. (default: :obj:`0.4`)
         item_graph (str, optional): ``'intra'``: the item GNN propagates inside
             each domain (:math:`\hat{\mathbf{A}}_k`, MODELS.md §4.3 (b));
             ``'cross'`` **[ours, ablation]**: over all domains' edges at once
@@ -55,21 +55,41 @@ class UniCDRPlusConfig:
         gamma (float, optional): :math:`\gamma`, weight of the soft
             contrastive term (``0`` = UniCDR's hard critic only).
             (default: :obj:`0.5`)
+        seq_len (int, optional): context length of the ``'sequential'``
+            aggregator, in training and evaluation (it replaces ``max_len``
+            and ``eval_max_len`` there, so positions mean the same in both).
+            (default: :obj:`50`)
+        heads (int, optional): attention heads of the sequential block.
+            (default: :obj:`2`)
+        causal_context (bool, optional): ``'sequential'`` training contexts
+            hold only items with time ``<`` the positive's time.
+            (default: :obj:`True`)
+        attention_hidden (tuple[int, ...], optional): hidden widths of the
+            deep-interest attention MLP. (default: :obj:`(80, 40)`)
+        score_chunk (int, optional): deep interest only: context slots
+            (pairs × slots) scored per chunk in :meth:`UniCDRPlus.score`, which
+            bounds the memory of full ranking and ``recommend``.
+            (default: :obj:`65536`)
 
     Example:
         >>> UniCDRPlus.from_data(train, config=UniCDRPlusConfig(max_len=50, gamma=0.0))
     """
 
-    max_len: int = 10
-    eval_max_len: int = 50
-    mask_rate: float = 0.1
-    lambda_a: float = 0.5
-    lambda_loss: float = 0.4
     item_graph: str = 'intra'
     beta: float = 1.0
     gamma: float = 0.5
+    seq_len: int = 50
+    heads: int = 2
+    causal_context: bool = True
+    attention_hidden: tuple[int, ...] = (80, 40)
+    score_chunk: int = 1 << 16
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, 'attention_hidden', tuple(int(w) for w in self.attention_hidden))
+        if self.seq_len < 1 or self.heads < 1 or self.score_chunk < 1:
+            raise ValueError(f'UniCDRPlusConfig: seq_len, heads and score_chunk must be >= 1, got {self.seq_len}, '
+                             f'{self.heads}, {self.score_chunk}')
         if self.item_graph not in ITEM_GRAPHS:
             raise ValueError(f'UniCDRPlusConfig: item_graph must be one of {ITEM_GRAPHS}, got {self.item_graph!r}')
         if not self.beta > 0:
@@ -123,16 +143,28 @@ class UniCDRPlus(UniCDR):
 
     With ``num_layers=0`` and ``config=UniCDRPlusConfig.unicdr()`` the model
     computes exactly what :class:`UniCDR` computes (same parameters, same
-    random draws). Not implemented yet (MODELS.md §4.3): feature embeddings,
-    the sequential and deep-interest aggregators and the multi-behaviour
-    tower.
+    random draws).
+
+    **Aggregators** (§4.3 (c)): UniCDR's static ones, ``'sequential'``
+    (:class:`~cdrgraph.nn.heads.sequential_aggregator_head.SequentialAggregatorHead`
+    over time-ordered, causal contexts: :meth:`sequence_contexts`) and
+    ``'deep_interest'``
+    (:class:`~cdrgraph.nn.heads.deep_interest_aggregator_head.DeepInterestAggregatorHead`,
+    target-aware: :meth:`score` builds the user vector per candidate, in
+    chunks of ``config.score_chunk`` context slots; the critic compares the
+    views built for the positive).
+
+    Not implemented yet (MODELS.md §4.3): feature embeddings (a), the
+    multi-behaviour tower (f), and the item GNN over the shared item table of
+    item-overlap data (``Q_s`` is not propagated).
 
     Args:
         num_users (int): number of user nodes.
         num_items (int): number of item nodes.
         num_domains (int, optional): number of domains ``K``. (default: :obj:`2`)
         embedding_dim (int, optional): size ``h``. (default: :obj:`128`)
-        aggregator (str, optional): ``'mean'`` or ``'user_attention'``.
+        aggregator (str, optional): ``'mean'``, ``'user_attention'``,
+            ``'item_similarity'``, ``'sequential'`` or ``'deep_interest'``.
             (default: :obj:`'mean'`)
         num_layers (int, optional): depth ``L`` of the item GNN (``0``: off).
             (default: :obj:`1`)
@@ -143,6 +175,8 @@ class UniCDRPlus(UniCDR):
         warmup (bool, optional): add a ``'warmup'`` stage before ``'joint'``
             (``multi-*`` tasks; no contrastive term, shared parts frozen).
             (default: :obj:`False`)
+        num_shared_items (int, optional): rows of the shared item table
+            (``multi-item-intra``; see :class:`UniCDR`). (default: :obj:`0`)
         config (UniCDRPlusConfig, optional): the other hyper-parameters.
             (default: :obj:`UniCDRPlusConfig()`)
         compat (UniCDRCompat, optional): UniCDR's reference-code switches.
@@ -155,9 +189,11 @@ class UniCDRPlus(UniCDR):
         3
     """
 
+    AGGREGATORS = PLUS_AGGREGATORS
+
     def __init__(self, num_users: int, num_items: int, num_domains: int = 2, embedding_dim: int = 128,
                  aggregator: str = 'mean', num_layers: int = 1, combine: str = 'mean', dropout: float = 0.3,
-                 warmup: bool = False,
+                 warmup: bool = False, num_shared_items: int = 0,
                  config: UniCDRPlusConfig = UniCDRPlusConfig(),  # noqa: B008 (frozen dataclass)
                  compat: UniCDRCompat = UniCDRCompat()) -> None:  # noqa: B008 (frozen dataclass)
         if not isinstance(num_layers, int) or num_layers < 0:
@@ -166,10 +202,12 @@ class UniCDRPlus(UniCDR):
             raise ValueError(f'UniCDRPlus: combine must be one of {COMBINE}, got {combine!r}')
         if not isinstance(config, UniCDRPlusConfig):
             raise TypeError(f'UniCDRPlus: config must be a UniCDRPlusConfig, got {type(config).__name__}')
+        if aggregator == 'sequential' and embedding_dim % config.heads:
+            raise ValueError(f"UniCDRPlus(aggregator='sequential'): config.heads={config.heads} must divide "
+                             f'embedding_dim={embedding_dim}')
         super().__init__(num_users, num_items, num_domains=num_domains, embedding_dim=embedding_dim,
-                         aggregator=aggregator, max_len=config.max_len, eval_max_len=config.eval_max_len,
-                         mask_rate=config.mask_rate, lambda_a=config.lambda_a, lambda_loss=config.lambda_loss,
-                         dropout=dropout, warmup=warmup, compat=compat)
+                         aggregator=aggregator, dropout=dropout, warmup=warmup, num_shared_items=num_shared_items,
+                         config=config, compat=compat)
         self.num_layers = num_layers
         self.combine = combine
         self.config = config
@@ -180,10 +218,23 @@ class UniCDRPlus(UniCDR):
         self._repr_args: dict[str, Any] = dict(
             num_users=num_users, num_items=num_items, num_domains=num_domains, embedding_dim=embedding_dim,
             aggregator=aggregator, num_layers=num_layers, combine=combine, dropout=dropout, warmup=warmup)
+        if num_shared_items:
+            self._repr_args['num_shared_items'] = num_shared_items
         if config != UniCDRPlusConfig():
             self._repr_args['config'] = config
         if compat != UniCDRCompat():
             self._repr_args['compat'] = compat
+
+    def _make_aggregator(self, shared: bool) -> torch.nn.Module:
+        cfg = self.config
+        assert isinstance(cfg, UniCDRPlusConfig)
+        if self.aggregator == 'sequential':
+            return SequentialAggregatorHead(self.embedding_dim, max_len=cfg.seq_len, heads=cfg.heads,
+                                            lambda_a=self.lambda_a, dropout=self.dropout_p)
+        if self.aggregator == 'deep_interest':
+            return DeepInterestAggregatorHead(self.embedding_dim, hidden=cfg.attention_hidden,
+                                              lambda_a=self.lambda_a)
+        return super()._make_aggregator(shared)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -240,6 +291,181 @@ class UniCDRPlus(UniCDR):
         uid, iid = self._ids(batch)
         contexts = self.contexts(batch, torch.arange(uid.numel(), device=uid.device))
         return [self.encode_views(uid, items, contexts) for items in self.item_layers(batch, iid)]
+
+    # ------------------------------------------------------------------ sequential contexts
+    def contexts(self, batch: CDRBatch, user: Tensor, domain: Tensor | None = None,
+                 pos_item: Tensor | None = None) -> UniCDRContexts:
+        r"""UniCDR's contexts (:meth:`UniCDR.contexts`); for the
+        ``'sequential'`` aggregator time-ordered ones (:meth:`sequence_contexts`)."""
+        if self.aggregator == 'sequential':
+            return self.sequence_contexts(batch, user, domain, pos_item)
+        return super().contexts(batch, user, domain, pos_item)
+
+    def sequence_contexts(self, batch: CDRBatch, user: Tensor, domain: Tensor | None = None,
+                          pos_item: Tensor | None = None) -> UniCDRContexts:
+        r"""Time-ordered contexts of the ``'sequential'`` aggregator (MODELS.md
+        §4.3 (c), (d)), from ``batch.graph``'s training edges ordered by
+        ``interacts.time`` (ties and graphs without times: file order).
+
+        Each domain slot holds the row's last ``seq_len`` eligible items,
+        oldest first (left-aligned; slot ``t`` is the ``t``-th of the
+        window). The shared view gets one merged sequence (``shared_index``):
+        the last ``seq_len`` eligible items of all domains by time — in
+        training of the *other* domains only (domain masking).
+
+        Training (``domain``/``pos_item`` given): with
+        ``config.causal_context`` only items with time ``<`` the positive's
+        time are eligible (the positive's time is read from its training edge;
+        a pair without one keeps every item). Interaction masking then drops
+        a random set of window positions, keeping
+        :math:`\min(n_{win}, \lfloor(1-\rho) n_{elig}\rfloor)` (``task='inter'``:
+        all of them in the other domains and in the shared sequence) — dropped
+        positions keep their place (mask ``False``), so the order is kept — and
+        the positive's own position is dropped (unless
+        ``compat.keep_target_in_context``). Evaluation: no masking.
+        """
+        g = batch.graph
+        k_num = self.num_domains
+        cfg = self.config
+        assert isinstance(cfg, UniCDRPlusConfig)
+        m = cfg.seq_len
+        train = pos_item is not None
+        row, item, edge = self._graph_edges(batch, user)
+        dev = item.device
+        d = g[ITEM].domain[item]
+        r = user.numel()
+        time = self._train_time(g)
+        t = (edge if time is None else time[edge]).double()
+        count = torch.bincount(row * k_num + d, minlength=r * k_num).view(r, k_num)
+        eligible = torch.ones_like(item, dtype=torch.bool)
+        drop = torch.zeros_like(eligible)
+        if train:
+            assert domain is not None
+            is_pos = (d == domain[row]) & (item == pos_item[row])
+            if cfg.causal_context:
+                tau = torch.full((r,), float('-inf'), dtype=t.dtype, device=dev)
+                tau = tau.scatter_reduce(0, row[is_pos], t[is_pos], reduce='amax')
+                tau = tau.masked_fill(tau == float('-inf'), float('inf'))
+                eligible = t < tau[row]
+            if not self.compat.keep_target_in_context:
+                drop = is_pos
+        other = d != (domain[row] if train else d)
+        spec = self._window(row * k_num + d, r * k_num, t, edge, eligible, drop, m, train,
+                            no_rho=other if cfg.task == 'inter' else None)
+        index = torch.zeros(r, k_num, m, dtype=torch.long, device=dev)
+        mask = torch.zeros(r, k_num, m, dtype=torch.bool, device=dev)
+        sel, slot, kept = spec
+        index[row[sel], d[sel], slot] = item[sel]
+        mask[row[sel], d[sel], slot] = kept
+        sh_elig = eligible & (d != domain[row]) if train else eligible
+        sel, slot, kept = self._window(row, r, t, edge, sh_elig, drop, m, train,
+                                       no_rho=torch.ones_like(sh_elig) if cfg.task == 'inter' else None)
+        shared_index = torch.zeros(r, m, dtype=torch.long, device=dev)
+        shared_mask = torch.zeros(r, m, dtype=torch.bool, device=dev)
+        shared_index[row[sel], slot] = item[sel]
+        shared_mask[row[sel], slot] = kept
+        return UniCDRContexts(index, mask, count, None, shared_index, shared_mask)
+
+    def _window(self, group: Tensor, num_groups: int, t: Tensor, edge: Tensor, eligible: Tensor, drop: Tensor,
+                m: int, train: bool, no_rho: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        r"""The last ``m`` eligible entries of every group, oldest first:
+        ``(sel, slot, kept)`` — entry indices, their slots and whether the
+        slot survives interaction masking (training)."""
+        dev = t.device
+        idx = eligible.nonzero().view(-1)
+        grp = group[idx]
+        # most recent first: time descending, then file position descending; grouped
+        perm = torch.argsort(-edge[idx], stable=True)
+        perm = perm[torch.argsort(-t[idx][perm], stable=True)]
+        perm = perm[torch.argsort(grp[perm], stable=True)]
+        n_elig = torch.bincount(grp, minlength=num_groups)
+        start = torch.cumsum(n_elig, 0) - n_elig
+        recent = torch.empty_like(perm)
+        recent[perm] = torch.arange(perm.numel(), device=dev) - start[grp[perm]]
+        win = recent < m
+        idx, grp, recent = idx[win], grp[win], recent[win]
+        n_win = n_elig.clamp(max=m)
+        slot = n_win[grp] - 1 - recent
+        kept = torch.ones_like(idx, dtype=torch.bool)
+        if train:
+            take = torch.minimum(n_win, torch.floor((1.0 - self.mask_rate) * n_elig.double()).long())
+            if no_rho is not None:   # task='inter': no ρ on these entries' groups
+                full = torch.zeros(num_groups, dtype=torch.bool, device=dev)
+                full[grp[no_rho[idx]]] = True
+                take = torch.where(full, n_win, take)
+            key = torch.rand(idx.numel(), device=dev)
+            perm = torch.argsort(key)
+            perm = perm[torch.argsort(grp[perm], stable=True)]
+            wstart = torch.cumsum(n_win, 0) - n_win
+            rank = torch.empty_like(perm)
+            rank[perm] = torch.arange(perm.numel(), device=dev) - wstart[grp[perm]]
+            kept = (rank < take[grp]) & ~drop[idx]
+        return idx, slot, kept
+
+    # ------------------------------------------------------------------ deep interest
+    def _row_scores(self, batch: CDRBatch, warmup: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        if self.aggregator != 'deep_interest':
+            return super()._row_scores(batch, warmup)
+        _, iid = self._ids(batch)
+        items = self.item_table(batch, iid)
+        cand = torch.cat([batch.pos_item.view(-1, 1), batch.neg_item], dim=1)       # [B, 1 + n]
+        target = items[cand]
+        z_spec, z_sh = self.row_views(batch, shared=not warmup, items=items, target=target)
+        z = z_spec if z_sh is None else z_spec + z_sh
+        scores = (z * self.dropout(target)).sum(-1)
+        # the critic compares the views built for the positive
+        return scores[:, 0], scores[:, 1:], z_spec[:, 0], None if z_sh is None else z_sh[:, 0]
+
+    def encode_views(self, uid: Tensor, items: Tensor, contexts: UniCDRContexts,
+                     shared_items: Tensor | None = None) -> ZDict:
+        r"""UniCDR's z_dict; for ``'deep_interest'`` the materials of
+        :meth:`score` instead of user vectors (the user vector depends on the
+        candidate): ``{'item': [I, h]}`` plus the contexts and ID inputs."""
+        if self.aggregator != 'deep_interest':
+            return super().encode_views(uid, items, contexts, shared_items)
+        z = {ITEM: self.dropout(items), 'di_items': items, 'di_uid': uid, 'di_index': contexts.index,
+             'di_mask': contexts.mask, 'di_cold': contexts.count == 0}
+        if shared_items is not None:
+            z['di_shared_items'] = shared_items
+        return z
+
+    def score(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
+              domain: Tensor | None = None) -> Tensor:
+        r"""Scores of (user, item) pairs; for ``'deep_interest'`` the
+        target-aware views of every pair, in chunks of ``config.score_chunk``
+        context slots (memory-bounded full ranking and ``recommend``)."""
+        if self.aggregator != 'deep_interest':
+            return super().score(z_dict, user_index, item_index, domain)
+        if 'di_index' not in z_dict:
+            raise ValueError("UniCDRPlus(aggregator='deep_interest').score needs the z_dict of its encode()")
+        if domain is None:
+            raise ValueError("UniCDRPlus(aggregator='deep_interest').score needs `domain`")
+        cfg = self.config
+        assert isinstance(cfg, UniCDRPlusConfig)
+        slots = self.num_domains * int(z_dict['di_index'].size(-1))
+        step = max(1, cfg.score_chunk // max(slots, 1))
+        out = []
+        for start in range(0, user_index.numel(), step):
+            out.append(self._di_pair_scores(z_dict, user_index[start:start + step], item_index[start:start + step],
+                                            domain[start:start + step]))
+        return torch.cat(out) if out else z_dict[ITEM].new_zeros(0)
+
+    def _di_pair_scores(self, z: ZDict, user: Tensor, item: Tensor, domain: Tensor) -> Tensor:
+        items = z['di_items']
+        uid = z['di_uid'][user]
+        ctx = UniCDRContexts(z['di_index'][user], z['di_mask'][user], (~z['di_cold'][user]).long())
+        target = items[item].unsqueeze(1)                                          # [P, 1, h]
+        out = items.new_zeros(user.numel())
+        for k in torch.unique(domain).tolist():
+            sel = (domain == k).nonzero().view(-1)
+            ck = UniCDRContexts(ctx.index[sel], ctx.mask[sel], ctx.count[sel])
+            zs = self._specific(k, uid[sel], items, ck.index[:, k], ck.mask[:, k], ck.count[:, k] == 0, None,
+                                target[sel])
+            zh = self.shared_view(uid[sel], items, ck, domain[sel], z.get('di_shared_items'), target[sel],
+                                  masked=False)
+            user_vec = (self.dropout(zs) + self.dropout(zh)).squeeze(1)
+            out = out.index_copy(0, sel, (user_vec * z[ITEM][item[sel]]).sum(-1))
+        return out
 
     # ------------------------------------------------------------------ contrastive
     def soft_critic_loss(self, k: int, z_spec: Tensor, z_sh: Tensor, fake: Tensor, lam: Tensor) -> Tensor:

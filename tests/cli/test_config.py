@@ -170,3 +170,14 @@ def test_dataclass_model_arguments_from_mappings(tiny_cfg):
     tiny_cfg['models']['UniCDR']['model']['compat'] = {'cold_specific': 'nope'}
     with pytest.raises(ConfigError, match="'compat' \\(UniCDRCompat\\).*cold_specific"):
         build_model(validate_config(tiny_cfg)['models']['UniCDR'], two_domain_graph())
+
+
+def test_evaluation_report_is_validated(tiny_cfg):
+    tiny_cfg['evaluation']['report'] = {'full': ['precision@10', 'ndcg@10']}
+    assert validate_config(tiny_cfg)['evaluation']['report'] == {'full': ['precision@10', 'ndcg@10']}
+    tiny_cfg['evaluation']['report'] = {'ful': ['ndcg@10']}
+    with pytest.raises(ConfigError, match=r"evaluation.report: unknown key 'ful' \(did you mean 'full'\?\)"):
+        validate_config(tiny_cfg)
+    tiny_cfg['evaluation']['report'] = {'full': 'ndcg@10'}
+    with pytest.raises(ConfigError, match='evaluation.report.full: expected a list'):
+        validate_config(tiny_cfg)

@@ -1,17 +1,25 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from cdrgraph.data.schema import INTERACTS, ITEM, TRAIN, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig
 from cdrgraph.nn.loss import sampled_bce_loss
 from cdrgraph.testing.batches import full_batch_uniform, full_batch_unseen
 from cdrgraph.testing.graphs import fake_graph, fake_split, overlap_graph
 
+_CONFIG_KEYS = {f.name for f in dataclasses.fields(UniCDRConfig)}
+
 
 def _model(data, **kw):
+    r"""``UniCDR.from_data`` with the :class:`UniCDRConfig` fields accepted as keywords."""
     kw.setdefault('embedding_dim', 8)
+    cfg = {k: kw.pop(k) for k in list(kw) if k in _CONFIG_KEYS}
+    if cfg:
+        kw['config'] = UniCDRConfig(**cfg)
     return UniCDR.from_data(data, **kw)
 
 
@@ -33,17 +41,23 @@ def _row_batch(data, user, item, reps, neg=None):
 def test_repr_reset_and_errors():
     train, _, _ = fake_split('overlap')
     model = _model(train)
-    assert repr(model) == ('UniCDR(num_users=8, num_items=14, num_domains=2, embedding_dim=8, aggregator=\'mean\', '
-                           'max_len=10, eval_max_len=50, mask_rate=0.1, lambda_a=0.5, lambda_loss=0.4, '
+    assert repr(model) == ("UniCDR(num_users=8, num_items=14, num_domains=2, embedding_dim=8, aggregator='mean', "
                            'dropout=0.3, warmup=False)')
+    assert 'config=UniCDRConfig(max_len=3, eval_max_len=50' in repr(_model(train, max_len=3))
     assert 'compat=UniCDRCompat(keep_target_in_context=True' in repr(
         _model(train, compat=UniCDRCompat.reference()))
     before = model.user_shared.weight.clone()
     model.reset_parameters()
     assert not torch.equal(before, model.user_shared.weight)
     assert model.stages == ('joint',) and _model(train, warmup=True).stages == ('warmup', 'joint')
-    with pytest.raises(NotImplementedError, match='EASE'):
-        _model(train, aggregator='item_similarity')
+    with pytest.raises(ValueError, match='EASE prior'):        # built without from_data: no prior fitted
+        UniCDR(8, 14, embedding_dim=8, aggregator='item_similarity').loss(full_batch_uniform(train, 2))
+    with pytest.raises(ValueError, match='task'):
+        UniCDRConfig(task='cold')
+    with pytest.raises(ValueError, match='UniCDR: mask_rate'):
+        _model(train, mask_rate=1.0)
+    with pytest.raises(TypeError, match='config'):
+        _model(train, config={'max_len': 3})
     with pytest.raises(ValueError, match='aggregator'):
         _model(train, aggregator='max')
     with pytest.raises(ValueError, match='cold_specific'):
@@ -52,7 +66,8 @@ def test_repr_reset_and_errors():
         model.loss(full_batch_uniform(train, 2), 'warmup')
     ref = UniCDRCompat.reference()
     assert ref.keep_target_in_context and ref.pad_logit_zero and ref.cold_specific == 'raw'
-    assert UniCDRCompat() == UniCDRCompat(False, False, 'zero')
+    assert ref.shared_pad_counts and ref.ease_keep_lowest
+    assert UniCDRCompat() == UniCDRCompat(False, False, 'zero', False, False)
 
 
 @pytest.mark.parametrize('aggregator', ['mean', 'user_attention'])
@@ -87,7 +102,7 @@ def test_interaction_masking_drops_positive():
     d = torch.zeros(reps, dtype=torch.long)
     p = torch.full((reps,), pos)
     torch.manual_seed(0)
-    index, mask, count = model.contexts(CDRBatch.full(data), user, d, p)
+    index, mask, count = model.contexts(CDRBatch.full(data), user, d, p)[:3]
     assert count[0].tolist() == [6, 2]
     own = [set(index[r, 0][mask[r, 0]].tolist()) for r in range(reps)]
     lengths = {len(s) for s in own}
@@ -95,14 +110,14 @@ def test_interaction_masking_drops_positive():
     assert all(pos not in s and s <= a_items for s in own)
     assert (mask[:, 1].sum(1) == 1).all()        # other slot: ⌊0.9·2⌋ = 1
     # M = 3: min(3, 5) = 3, minus one if drawn
-    index, mask, _ = _model(data, mask_rate=0.1, max_len=3).contexts(CDRBatch.full(data), user, d, p)
+    index, mask, _ = _model(data, mask_rate=0.1, max_len=3).contexts(CDRBatch.full(data), user, d, p)[:3]
     assert set(mask[:, 0].sum(1).tolist()) == {2, 3}
     # ρ = 0 and M ≥ |N|: exactly N_k(u) minus the positive
-    index, mask, _ = _model(data, mask_rate=0.0).contexts(CDRBatch.full(data), user, d, p)
+    index, mask, _ = _model(data, mask_rate=0.0).contexts(CDRBatch.full(data), user, d, p)[:3]
     assert all(set(index[r, 0][mask[r, 0]].tolist()) == a_items - {pos} for r in range(reps))
     # compat: the target stays in its own context
     compat = UniCDRCompat(keep_target_in_context=True)
-    index, mask, _ = _model(data, mask_rate=0.0, compat=compat).contexts(CDRBatch.full(data), user, d, p)
+    index, mask, _ = _model(data, mask_rate=0.0, compat=compat).contexts(CDRBatch.full(data), user, d, p)[:3]
     assert all(set(index[r, 0][mask[r, 0]].tolist()) == a_items for r in range(reps))
 
 
@@ -112,7 +127,7 @@ def test_evaluation_contexts_use_training_edges_only_and_are_persisted():
     train_pairs = set(map(tuple, ei[:, split == TRAIN].t().tolist()))
     model = _model(data, eval_max_len=1)
     users = torch.arange(8)
-    index, mask, count = model.contexts(CDRBatch.full(data), users)
+    index, mask, count = model.contexts(CDRBatch.full(data), users)[:3]
     for u in range(8):
         for i in index[u][mask[u]].tolist():
             assert (u, i) in train_pairs
@@ -125,7 +140,7 @@ def test_evaluation_contexts_use_training_edges_only_and_are_persisted():
                 assert mask[u, k, 0] and index[u, k, 0] == ei[1, sel][time[sel].argmax()]
             else:
                 assert not mask[u, k].any()
-    again = model.contexts(CDRBatch.full(data), users)
+    again = model.contexts(CDRBatch.full(data), users)[:3]
     assert torch.equal(again[0], index) and torch.equal(again[1], mask)
     model.eval()
     batch = full_batch_uniform(data, 2)
@@ -304,3 +319,120 @@ def test_sampled_batch_schema_matches_full_graph():
                        n_id={USER: users, ITEM: torch.arange(14)})
     full = CDRBatch.full(train, users, pos, neg)
     torch.testing.assert_close(model(sampled), model(full))
+
+
+# ------------------------------------------------------------------ §3.3 item_similarity with the EASE prior
+def test_item_similarity_contexts_are_the_ease_lists():
+    from cdrgraph.data.build import domain_item_ranges
+    from cdrgraph.loader.views import user_items
+    from cdrgraph.nn.heads.ease_prior import ease_context_lists
+
+    train, _, _ = fake_split('overlap')
+    model = _model(train, aggregator='item_similarity', mask_rate=0.0, ease_lambda=0.5)
+    pseudo = model.ease_pseudo_links()
+    assert pseudo.size(1) > 0
+    train_pairs = set(map(tuple, train[INTERACTS].edge_index.t().tolist()))
+    assert not any(p in train_pairs for p in map(tuple, pseudo.t().tolist()))
+    ctx = model.eval().contexts(CDRBatch.full(train), torch.arange(8))
+    for k, (start, end) in enumerate(domain_item_ranges(train)):
+        rowptr, items = user_items(train, k)
+        user, item, weight, _ = ease_context_lists(rowptr, items - start, end - start, lam=0.5)
+        for u in range(8):
+            got = dict(zip(ctx.index[u, k][ctx.mask[u, k]].tolist(), ctx.prior[u, k][ctx.mask[u, k]].tolist(),
+                           strict=True))
+            want = dict(zip((item[user == u] + start).tolist(), weight[user == u].tolist(), strict=True))
+            assert got == pytest.approx(want)
+            vals = ctx.prior[u, k][ctx.mask[u, k]]
+            assert torch.equal(vals, vals.sort(descending=True).values)     # evaluation: highest prior first
+    # training draws from the extended lists too and never keeps the positive
+    batch = full_batch_uniform(train, 2)
+    model.train()
+    tctx = model.contexts(batch, batch.user, batch.domain, batch.pos_item)
+    own = tctx.index[torch.arange(batch.batch_size), batch.domain]
+    own_mask = tctx.mask[torch.arange(batch.batch_size), batch.domain]
+    assert not ((own == batch.pos_item.view(-1, 1)) & own_mask).any()
+    loss = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.item_emb.weight.grad.abs().sum() > 0
+
+
+def test_item_similarity_fit_and_ease_cap():
+    train, _, _ = fake_split('overlap')
+    with pytest.raises(ValueError, match='ease_max_items'):
+        _model(train, aggregator='item_similarity', ease_max_items=3)
+    torch.manual_seed(0)
+    model = _model(train, embedding_dim=16, aggregator='item_similarity', dropout=0.1, ease_lambda=0.5)
+    batch = full_batch_unseen(train, num_negatives=3)
+    torch.manual_seed(1)
+    before = float(model.loss(batch).detach())
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+    torch.manual_seed(1)
+    assert float(model.loss(batch).detach()) < 0.8 * before
+
+
+# ------------------------------------------------------------------ §3.3 shared item table (multi-item-intra)
+def test_shared_item_table_of_item_overlap_data():
+    train, _, _ = fake_split('no_overlap')                   # users disjoint, items shared via item.shared_id
+    model = _det(train)
+    assert model.num_shared_items == 8 and model.item_shared.weight.shape == (8, 8)
+    assert 'num_shared_items=8' in repr(model)
+    assert _model(fake_split('overlap')[0]).item_shared is None
+    batch = full_batch_uniform(train, 2)
+    _, z_sh = model.row_views(batch)
+    model.zero_grad()
+    z_sh.sum().backward()
+    # the shared view reads Q_s (one row per shared id) of the own-domain context, not Q_k
+    assert model.item_shared.weight.grad.abs().sum() > 0
+    assert model.item_emb.weight.grad is None or not model.item_emb.weight.grad.any()
+    # two items with one shared id get the same shared row: swapping Q_s rows of unused ids changes nothing
+    sid = train[ITEM].shared_id
+    used = set(sid[train[INTERACTS].edge_index[1]].tolist())
+    z1 = model.row_views(batch)[1]
+    with torch.no_grad():
+        for s in set(range(8)) - used:
+            model.item_shared.weight[s] += 3.0
+    torch.testing.assert_close(model.row_views(batch)[1], z1)
+    model.eval()
+    z = model.encode(CDRBatch.full(train))
+    assert z[USER].shape == (8, 2, 8)
+    # compat #8: padded slots count as Q_s[0] in the shared view
+    quirk = _det(train, compat=UniCDRCompat(shared_pad_counts=True)).eval()
+    quirk.load_state_dict(model.state_dict())
+    assert not torch.allclose(quirk.encode(CDRBatch.full(train))[USER], z[USER])
+    loss = _model(train).loss(batch)
+    assert torch.isfinite(loss)
+
+
+# ------------------------------------------------------------------ §3.3 inter task: no ρ on other slots
+def test_inter_task_keeps_all_other_domain_items():
+    data = overlap_graph(ROWS)
+    reps = 50
+    user, d = torch.zeros(reps, dtype=torch.long), torch.ones(reps, dtype=torch.long)   # positive in B
+    ei = data[INTERACTS].edge_index
+    pos = torch.full((reps,), int(ei[1, (ei[0] == 0) & (data[ITEM].domain[ei[1]] == 1)][0]))
+    for task, a_len in (('intra', 5), ('inter', 6)):          # user 0 has 6 A items: ⌊0.9·6⌋ = 5 vs 6
+        model = _model(data, mask_rate=0.1, task=task)
+        _, mask, _ = model.contexts(CDRBatch.full(data), user, d, pos)[:3]
+        assert (mask[:, 0].sum(1) == a_len).all()
+        assert set(mask[:, 1].sum(1).tolist()) <= {0, 1}      # own slot: ⌊0.9·2⌋ = 1, minus the positive if drawn
+
+
+def test_fit_item_similarity_on_fake_dataset():
+    from cdrgraph.datasets.fake_cdr_dataset import FakeCDRDataset
+    from cdrgraph.metrics.evaluator import Evaluator
+    from cdrgraph.train.fit import fit
+    from cdrgraph.transforms.eval_candidates import EvalCandidates
+    from cdrgraph.transforms.leave_one_out import LeaveOneOut
+
+    data = FakeCDRDataset(num_users=60, num_items=40, avg_degree=6.0, seed=0)[0]
+    train, val, _ = EvalCandidates(num_negatives=9, seed=0)(LeaveOneOut(order='time')(data))
+    model = _model(train, embedding_dim=8, aggregator='item_similarity', dropout=0.1, ease_lambda=5.0)
+    assert model.ease_key is not None and model.ease_pseudo.any()
+    res = fit(model, train, val, evaluator=Evaluator('sampled', ks=(5,)), epochs=4, lr=0.01, batch_size=128,
+              num_negatives=2, progress=False, seed=0, monitor='ndcg@5/mean')
+    losses = [row['loss'] for row in res.history]
+    assert losses[-1] < losses[0]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.loader.link_loader import CDRLinkLoader
-from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat
+from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig
 from cdrgraph.models.uni_cdr_plus import UniCDRPlus, UniCDRPlusConfig
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import fake_graph, fake_split, overlap_graph
@@ -55,7 +55,8 @@ def test_repr_reset_and_errors():
     assert repr(model) == ("UniCDRPlus(num_users=8, num_items=14, num_domains=2, embedding_dim=8, "
                            "aggregator='mean', num_layers=1, combine='mean', dropout=0.3, warmup=False)")
     assert 'config=UniCDRPlusConfig(max_len=10, eval_max_len=50, mask_rate=0.1, lambda_a=0.5, lambda_loss=0.4, ' \
-           "item_graph='intra', beta=1.0, gamma=0.0)" in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
+           "task='intra', ease_lambda=50.0, ease_threshold=0.1, ease_max_items=10000, item_graph='intra', " \
+           'beta=1.0, gamma=0.0, seq_len=50' in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
     assert 'compat=UniCDRCompat(' in repr(_model(train, compat=UniCDRCompat.reference()))
     assert model.num_layers == 1 and model.layer_logits is None
     assert model.max_len == 10 and model.lambda_loss == 0.4 and model.compat == UniCDRCompat()
@@ -96,7 +97,7 @@ def test_all_extensions_off_is_unicdr_bit_for_bit(aggregator, warmup):
     train, _, _ = fake_split('overlap')
     kw = dict(embedding_dim=8, aggregator=aggregator, warmup=warmup, dropout=0.3)
     torch.manual_seed(0)
-    ref = UniCDR.from_data(train, max_len=3, mask_rate=0.2, **kw)
+    ref = UniCDR.from_data(train, config=UniCDRConfig(max_len=3, mask_rate=0.2), **kw)
     plus = UniCDRPlus.from_data(train, num_layers=0, config=UniCDRPlusConfig.unicdr(max_len=3, mask_rate=0.2),
                                 **kw)
     plus.load_state_dict(ref.state_dict())          # strict: the same parameters
@@ -372,3 +373,172 @@ def test_fit_on_fake_dataset_learns():
     # chance is 5 / 20
     assert trained['hr@5/mean'] > 0.35 and trained['hr@5/mean'] > untrained['hr@5/mean'] + 0.05
     assert not torch.allclose(model.layer_logits.detach(), torch.zeros(3))
+
+
+# ------------------------------------------------------------------ §4.8 #7 sequential aggregator
+def _seq(data, **cfg):
+    cfg.setdefault('seq_len', 4)
+    return _model(data, aggregator='sequential', dropout=0.0, config=UniCDRPlusConfig(**cfg))
+
+
+def _time_of(data):
+    ei, time = data[INTERACTS].edge_index, data[INTERACTS].time
+    return {(int(u), int(i)): int(t) for (u, i), t in zip(ei.t().tolist(), time.tolist(), strict=True)}
+
+
+def test_sequential_training_contexts_are_causal_ordered_and_domain_masked():
+    train, _, _ = fake_split('overlap')                 # 4 training edges per (user, domain), times increasing
+    tmap = _time_of(train)
+    batch = full_batch_uniform(train, num_negatives=1)
+    model = _seq(train, mask_rate=0.0, seq_len=3)
+    model.train()
+    ctx = model.contexts(batch, batch.user, batch.domain, batch.pos_item)
+    users, pos, dom = batch.global_user(), batch.global_pos_item(), batch.domain
+    item_dom = train[ITEM].domain
+    nonempty = 0
+    for b in range(batch.batch_size):
+        u, tau = int(users[b]), tmap[(int(users[b]), int(pos[b]))]
+        spec = ctx.index[b, dom[b]][ctx.mask[b, dom[b]]].tolist()
+        shared = ctx.shared_index[b][ctx.shared_mask[b]].tolist()
+        for seq in (spec, shared):
+            times = [tmap[(u, i)] for i in seq]
+            assert all(t < tau for t in times)                         # causal: no item at or after the target
+            assert times == sorted(times)                              # oldest first
+        # spec: exactly the user's domain items before τ (the last 3)
+        before = sorted((tmap[(u, i)], i) for (uu, i) in tmap if uu == u and item_dom[i] == dom[b]
+                        and tmap[(u, i)] < tau)
+        assert spec == [i for _, i in before[-3:]]
+        assert all(int(item_dom[i]) != int(dom[b]) for i in shared)    # domain masking of the shared sequence
+        others = sorted((tmap[(u, i)], i) for (uu, i) in tmap if uu == u and item_dom[i] != dom[b]
+                        and tmap[(u, i)] < tau)
+        assert shared == [i for _, i in others[-3:]]
+        nonempty += bool(spec)
+    assert nonempty > 0
+    # without causal contexts the positive is dropped, but its position is kept (order, masked slot)
+    model = _seq(train, mask_rate=0.0, seq_len=4, causal_context=False)
+    ctx = model.contexts(batch, batch.user, batch.domain, batch.pos_item)
+    for b in range(batch.batch_size):
+        row_idx, row_mask = ctx.index[b, dom[b]], ctx.mask[b, dom[b]]
+        assert int(pos[b]) not in row_idx[row_mask].tolist()
+        at = (row_idx[:2] == pos[b]).nonzero().view(-1)        # 2 training items per (user, domain)
+        assert at.numel() == 1 and not row_mask[at] and int(row_mask[:2].sum()) == 1 and not row_mask[2:].any()
+
+
+def test_sequential_masking_drops_positions_but_keeps_order():
+    train, _, _ = fake_split('overlap')
+    tmap = _time_of(train)
+    model = _seq(train, mask_rate=0.5, seq_len=4, causal_context=False)
+    users = torch.zeros(200, dtype=torch.long)
+    ei = train[INTERACTS].edge_index
+    own = ei[1, (ei[0] == 0) & (train[ITEM].domain[ei[1]] == 0)]
+    pos = torch.full((200,), int(own[0]))
+    batch = CDRBatch.full(train, users, pos, torch.zeros(200, 1, dtype=torch.long))
+    torch.manual_seed(0)
+    ctx = model.contexts(batch, batch.user, batch.domain, batch.pos_item)
+    window = ctx.index[0, 0, :2].tolist()              # the window (2 training items), in time order
+    assert sorted(window) == sorted(own.tolist())
+    assert [tmap[(0, i)] for i in window] == sorted(tmap[(0, i)] for i in window)
+    kept = set()
+    for r in range(200):
+        assert ctx.index[r, 0, :2].tolist() == window  # dropped positions keep their place
+        assert not ctx.mask[r, 0, 2:].any()
+        kept.add(tuple(ctx.mask[r, 0].tolist()))
+        assert int(ctx.mask[r, 0].sum()) in (0, 1)     # ⌊0.5·2⌋ = 1, minus the positive when kept
+    assert len(kept) > 1
+
+
+def test_sequential_evaluation_uses_the_last_items_and_is_order_sensitive():
+    train, _, _ = fake_split('overlap')
+    tmap = _time_of(train)
+    model = _seq(train, seq_len=2, mask_rate=0.0).eval()
+    users = torch.arange(8)
+    ctx = model.contexts(CDRBatch.full(train), users)
+    for u in range(8):
+        mine = sorted((t, i) for (uu, i), t in tmap.items() if uu == u)
+        assert ctx.shared_index[u][ctx.shared_mask[u]].tolist() == [i for _, i in mine[-2:]]
+    z = model.encode(CDRBatch.full(train))
+    assert z[USER].shape == (8, 2, 8) and torch.isfinite(z[USER]).all()
+    # order sensitivity: reversing the times of the graph changes the user vectors
+    rev = train.clone()
+    rev[INTERACTS].time = -train[INTERACTS].time
+    z_rev = model.encode(CDRBatch.full(rev))
+    assert not torch.allclose(z[USER], z_rev[USER])
+    batch = full_batch_uniform(train, num_negatives=2)
+    model.train()
+    loss = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and not no_grad(model.aggs[0].block.linear1.weight)
+
+
+# ------------------------------------------------------------------ §4.8 #8 deep interest
+def test_deep_interest_is_target_aware_and_chunked():
+    train, _, _ = fake_split('overlap')
+    model = _model(train, aggregator='deep_interest', dropout=0.0,
+                   config=UniCDRPlusConfig(mask_rate=0.0)).eval()
+    full = CDRBatch.full(train)
+    z = model.encode(full)
+    users, a_items = torch.tensor([0, 1, 2]), torch.arange(0, 8)
+    s = model.score_matrix(z, users, a_items, domain=0)
+    assert s.shape == (3, 8) and torch.isfinite(s).all()
+    # chunking does not change the numbers
+    tiny = _model(train, aggregator='deep_interest', dropout=0.0, config=UniCDRPlusConfig(score_chunk=1)).eval()
+    tiny.load_state_dict(model.state_dict())
+    torch.testing.assert_close(tiny.score_matrix(tiny.encode(full), users, a_items, domain=0), s)
+    # the user vector depends on the candidate: with W_agg = I the views differ between two candidates
+    uid = torch.tensor([0, 0])
+    e = model.user_specific(uid)
+    ctx = model.contexts(full, torch.tensor([0]))
+    x = model.item_emb.weight[ctx.index[0, 0]].unsqueeze(0).expand(2, -1, -1)
+    mask = ctx.mask[0, 0].unsqueeze(0).expand(2, -1)
+    v = model.item_emb.weight[torch.tensor([0, 5])].view(2, 1, -1)
+    g = model.aggs[0](e, x, mask, v)
+    assert not torch.allclose(g[0], g[1])
+    top = model.recommend(full, torch.tensor([0, 6]), domain=1, k=3)
+    assert (train[ITEM].domain[top] == 1).all()
+    # training: loss and scores of the batch
+    model.train()
+    batch = full_batch_uniform(train, num_negatives=2)
+    loss = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and not no_grad(model.aggs[0].att[0].weight)
+    assert not no_grad(model.agg_shared.att[0].weight)
+    model.eval()
+    assert model(batch).shape == (batch.batch_size * 3,)
+
+
+@pytest.mark.parametrize('aggregator', ['sequential', 'deep_interest'])
+def test_new_aggregators_same_seed_same_numbers_and_sampled_batches(aggregator):
+    data = overlap_graph(TWO_COMPONENTS)
+    model = _model(data, aggregator=aggregator, num_layers=1, dropout=0.0,
+                   config=UniCDRPlusConfig(mask_rate=0.0, seq_len=4))
+    loader = CDRLinkLoader(data, batch_size=1, num_negatives=1, mode='sampled', num_neighbors=[-1] * 4,
+                           backend='csr')
+    for batch in loader:
+        full = CDRBatch.full(data, batch.global_user(), batch.global_pos_item(), batch.global_neg_item())
+        model.eval()
+        torch.testing.assert_close(model(batch), model(full))
+        model.train()
+        losses = []
+        for b in (batch, full, full):
+            torch.manual_seed(1)
+            losses.append(model.loss(b))
+        torch.testing.assert_close(losses[0], losses[1])
+        assert torch.equal(losses[1], losses[2])
+
+
+@pytest.mark.parametrize('aggregator', ['sequential', 'deep_interest'])
+def test_fit_on_fake_dataset_new_aggregators(aggregator):
+    from cdrgraph.datasets.fake_cdr_dataset import FakeCDRDataset
+    from cdrgraph.metrics.evaluator import Evaluator
+    from cdrgraph.train.fit import fit
+    from cdrgraph.transforms.eval_candidates import EvalCandidates
+    from cdrgraph.transforms.leave_one_out import LeaveOneOut
+
+    data = FakeCDRDataset(num_users=60, num_items=40, avg_degree=6.0, seed=0)[0]
+    train, val, _ = EvalCandidates(num_negatives=9, seed=0)(LeaveOneOut(order='time')(data))
+    model = _model(train, embedding_dim=8, aggregator=aggregator, num_layers=1, dropout=0.1,
+                   config=UniCDRPlusConfig(seq_len=8, attention_hidden=(16, 8)))
+    res = fit(model, train, val, evaluator=Evaluator('sampled', ks=(5,)), epochs=4, lr=0.01, batch_size=128,
+              num_negatives=2, progress=False, seed=0, monitor='ndcg@5/mean')
+    losses = [row['loss'] for row in res.history]
+    assert losses[-1] < losses[0]
