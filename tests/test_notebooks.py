@@ -11,7 +11,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NOTEBOOKS = osp.join(ROOT, 'notebooks')
 SOURCES = sorted(glob.glob(osp.join(NOTEBOOKS, '[0-9][0-9]_*.py')))
 #: notebooks that take more than ~20 s on a busy 2-core CPU
-SLOW = {'05_depth_study.py'}
+SLOW = {'04_cold_start.py', '05_depth_study.py'}
 
 
 def _param(path: str):
@@ -21,7 +21,8 @@ def _param(path: str):
 
 def test_notebook_sources_exist():
     names = {osp.basename(p) for p in SOURCES}
-    assert {'01_quickstart.py', '02_own_csv.py', '05_depth_study.py'} <= names
+    assert {'01_quickstart.py', '02_own_csv.py', '03_multi_target.py', '04_cold_start.py',
+            '05_depth_study.py'} <= names
 
 
 @pytest.mark.parametrize('path', [_param(p) for p in SOURCES])
