@@ -110,12 +110,15 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return out
 
 
-def load_config(path: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
+def load_config(path: str, overrides: Iterable[str] = (), require_models: bool = True) -> dict[str, Any]:
     r"""Read a YAML experiment file, apply ``--set`` overrides and validate it.
 
     Args:
         path (str): the YAML file.
         overrides (list[str], optional): ``'a.b=c'`` assignments.
+        require_models (bool, optional): a config without ``models`` is an
+            error (``False`` for ``cdrgraph finetune``, whose model comes
+            from a checkpoint). (default: :obj:`True`)
 
     Returns:
         The validated, normalised config (see :func:`validate_config`).
@@ -133,7 +136,7 @@ def load_config(path: str, overrides: Iterable[str] = ()) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ConfigError(f'{path}: the top level must be a mapping with keys {", ".join(TOP_LEVEL)}')
     try:
-        return validate_config(apply_overrides(cfg, overrides))
+        return validate_config(apply_overrides(cfg, overrides), require_models=require_models)
     except ConfigError as e:
         raise ConfigError(f'{path}: {e}') from None
 
@@ -242,7 +245,7 @@ def _candidates_cls() -> type:
     return EvalCandidates
 
 
-def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def validate_config(cfg: Mapping[str, Any], require_models: bool = True) -> dict[str, Any]:
     r"""Check every key of an experiment config against the allowed top-level
     keys and the constructor signatures of the named classes (``fit()``'s for
     ``train``), and normalise it: ``split`` becomes a list, every model entry
@@ -308,7 +311,7 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     cfg['train'] = train
     # models
     models = _mapping(cfg.get('models'), 'models')
-    if not models:
+    if not models and require_models:
         raise ConfigError(f'models: name at least one model (known: {MODELS.names()})')
     norm_models: dict[str, dict[str, Any]] = {}
     for entry, spec in models.items():

@@ -310,3 +310,63 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
     with open(osp.join(out, 'sweep.md'), 'w') as f:
         f.write('\n'.join(sections))
     return all_df
+
+
+# ---------------------------------------------------------------- new-domain fine-tuning
+def finetune(checkpoint: str, cfg: Mapping[str, Any], out: str, domain: str | None = None,
+             seeds: Sequence[int] | None = None, device: str | None = None,
+             progress: bool = False) -> pd.DataFrame:
+    r"""Fine-tune a trained model on a new target domain and test it there.
+
+    ``checkpoint`` is a ``model.pt`` written by ``cdrgraph train`` (it holds
+    the run's config and weights); ``cfg`` describes the new data: ``data``
+    (the trained domains unchanged, plus the new one), ``split`` (e.g. a
+    ``ColdStartSplit`` from the source into the new domain), ``evaluation``
+    and ``train``; its ``models`` section is not needed. The model is rebuilt
+    on the training graph of its own run, loaded, given the new domain with
+    its ``extend_domains(train, domain, eval_data)`` (e.g.
+    :class:`~cdrgraph.models.dacdr.DACDR`) and trained on the ``'finetune'``
+    stage only (everything else frozen), once per seed; results go to
+    ``out/results.csv`` and ``out/results.md`` like ``cdrgraph train``.
+
+    Example:
+        >>> cfg = load_config('new_domain.yaml', require_models=False)
+        >>> finetune('runs/a/checkpoints/DACDR/seed0/model.pt', cfg, 'runs/a-finetune', domain='Drama')
+    """
+    from cdrgraph.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if not isinstance(ckpt, dict) or 'config' not in ckpt or 'entry' not in ckpt:
+        raise ConfigError(f'{checkpoint} is not an experiment model file (no config stored); use '
+                          '<out>/checkpoints/<model>/seed<k>/model.pt written by `cdrgraph train`')
+    old_cfg = validate_config(ckpt['config'])
+    name = ckpt['entry']
+    entry = old_cfg['models'][name]
+    cfg = validate_config(cfg, require_models=False)
+    seeds = list(seeds) if seeds is not None else list(cfg['seeds'])
+    device = device or cfg.get('device') or 'cpu'
+    old_train = prepare_splits(old_cfg)[0]
+    train, val, test = prepare_splits(cfg)
+    ev_cfg = cfg['evaluation']
+    protocol = ev_cfg.get('protocol', 'sampled')
+    evaluator = build_evaluator(ev_cfg)
+    kwargs = {**train_kwargs(cfg, {'train': {}}), 'progress': progress}
+    os.makedirs(out, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        seed_everything(seed)
+        model = build_model(entry, old_train)
+        model.load_state_dict(ckpt['model'])
+        if not hasattr(model, 'extend_domains'):
+            raise ConfigError(f'{name} ({entry["class"]}) cannot take a new domain: it has no extend_domains(); '
+                              'new-domain fine-tuning is available for DACDR')
+        model.extend_domains(train, domain=domain, eval_data=(val, test))
+        fit(model, train, val, evaluator=evaluator, seed=seed, stages=['finetune'],
+            checkpoint_dir=osp.join(out, 'checkpoints', name, f'seed{seed}'), device=device, **kwargs)
+        res = {protocol: evaluate(model, train, test, evaluator, exclude=_held_out(val), device=device)}
+        rows.extend(_rows(f'{name}-finetuned', seed, {p: {k: float(v) for k, v in m.items()}
+                                                       for p, m in res.items()}))
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    write_results(df, out, None, title=f"{cfg.get('name') or 'finetune'}: {name} fine-tuned from {checkpoint}",
+                  report=ev_cfg.get('report'))
+    return df

@@ -4,6 +4,7 @@ r"""The ``cdrgraph`` console script: ``train``, ``eval``, ``sweep`` and ``data s
 
     cdrgraph train CONFIG [--set key=value ...] [--seeds 0,1,2] [--out DIR]
     cdrgraph eval CHECKPOINT [--split test]
+    cdrgraph finetune CHECKPOINT NEW_DOMAIN_CONFIG [--domain NAME] [--seeds 0,1]
     cdrgraph sweep CONFIG --grid models.LightGCN.model.num_layers=1,2,3 [--out DIR]
     cdrgraph data stats NAME --root DIR [--raw-dir DIR] [--set key=value ...]
     cdrgraph depth CONFIG --layers 0,1,2,4 [--seeds 0,1] [--out DIR] [--combine mean,last] [--model ENTRY]
@@ -73,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     run_args(sweep)
     sweep.add_argument('--grid', action='append', required=True, metavar='KEY=V1,V2',
                        help='grid axis, e.g. models.LightGCN.model.num_layers=1,2,3 (repeatable)')
+
+    ft = sub.add_parser('finetune', help='fine-tune a trained model (model.pt) on a new target domain')
+    ft.add_argument('checkpoint', help='<out>/checkpoints/<model>/seed<k>/model.pt of a `cdrgraph train` run')
+    ft.add_argument('config', help='YAML file of the new data: data, split, evaluation, train (no models)')
+    ft.add_argument('--domain', default=None, help='the new target domain (name); default: the only new one')
+    ft.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                    help='override a config value (repeatable)')
+    ft.add_argument('--seeds', type=_seeds, default=None, help='comma-separated seeds (default: config seeds)')
+    ft.add_argument('--out', default=None, help='output folder (default: runs/<config name>)')
+    ft.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
+    ft.add_argument('--no-progress', dest='progress', action='store_false', help='hide progress bars')
 
     ev = sub.add_parser('eval', help='evaluate a saved model (checkpoints/<model>/seed<k>/model.pt)')
     ev.add_argument('checkpoint')
@@ -150,6 +162,19 @@ def _cmd_depth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.config import load_config
+    from cdrgraph.cli.experiment import finetune
+    cfg = load_config(args.config, args.overrides, require_models=False)
+    out = _default_out(args, cfg)
+    finetune(args.checkpoint, cfg, out, domain=args.domain, seeds=args.seeds, device=args.device,
+             progress=args.progress)
+    with open(osp.join(out, 'results.md')) as f:
+        print(f.read())
+    print(f'results written to {osp.join(out, "results.csv")} and {osp.join(out, "results.md")}')
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from cdrgraph.cli.config import ConfigError, build_evaluator, build_model, validate_config
     from cdrgraph.cli.experiment import prepare_splits
@@ -218,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval, 'depth': _cmd_depth}
+    commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval, 'depth': _cmd_depth,
+                'finetune': _cmd_finetune}
     try:
         if args.command == 'data':
             return _cmd_data_stats(args)
