@@ -99,7 +99,10 @@ class CDRLinkLoader:
 
     **Negatives.** ``num_negatives`` per positive, drawn by
     :class:`~cdrgraph.loader.NegativeSampler` from the training items of the
-    positive's domain, never a training positive of the user.
+    positive's domain, never a training positive of the user nor one of the
+    pairs of ``exclude_links`` (e.g. UniCDR's EASE pseudo-positives,
+    MODELS.md §3.3; :func:`cdrgraph.train.fit` passes
+    ``model.ease_pseudo_links()`` when the model has it).
 
     **Domain policy.**
 
@@ -160,6 +163,10 @@ class CDRLinkLoader:
             (default: :obj:`'auto'`)
         drop_last (bool, optional): drop the last incomplete batch.
             (default: :obj:`False`)
+        exclude_links (Tensor, optional): ``long[2, E']`` global
+            ``(user, item)`` pairs never drawn as negatives (see
+            :class:`~cdrgraph.loader.NegativeSampler`); :obj:`None` gives the
+            same batches as before. (default: :obj:`None`)
 
     Example:
         >>> loader = CDRLinkLoader(train_data, batch_size=2048, num_negatives=1)
@@ -172,7 +179,7 @@ class CDRLinkLoader:
     def __init__(self, data: HeteroData, batch_size: int = 1024, num_negatives: int = 1,
                  domain_policy: str = 'proportional', mode: str = 'full',
                  num_neighbors: Sequence[int] | None = None, shuffle: bool = True, seed: int = 0,
-                 backend: str = 'auto', drop_last: bool = False) -> None:
+                 backend: str = 'auto', drop_last: bool = False, exclude_links: Tensor | None = None) -> None:
         if domain_policy not in DOMAIN_POLICIES:
             raise ValueError(f'CDRLinkLoader(domain_policy={domain_policy!r}): choose one of '
                              f'{DOMAIN_POLICIES}')
@@ -231,7 +238,7 @@ class CDRLinkLoader:
         num_domains = len(self.domain_names)
         self.domain_edges = [(self.sup_domain == k).nonzero().view(-1) for k in range(num_domains)]
 
-        self.negative_sampler = NegativeSampler(data, seed=self.seed)
+        self.negative_sampler = NegativeSampler(data, seed=self.seed, exclude_links=exclude_links)
         if self.num_negatives:   # fail now, not in the middle of an epoch
             self.negative_sampler.check(sup[0], self.sup_domain)
         self.backend: str | None = None
@@ -309,9 +316,11 @@ class CDRLinkLoader:
 
     def __repr__(self) -> str:
         extra = ''
+        n_excl = self.negative_sampler.num_exclude_links
+        excl = f', num_exclude_links={n_excl}' if n_excl else ''
         if self.mode == 'sampled':
             extra = f', num_neighbors={self.num_neighbors}, backend={self.backend!r}'
         return (f'{self.__class__.__name__}(num_edges={self.sup_index.size(1)}, '
                 f'batch_size={self.batch_size}, '
                 f'num_negatives={self.num_negatives}, domain_policy={self.domain_policy!r}, '
-                f'mode={self.mode!r}{extra})')
+                f'mode={self.mode!r}{extra}{excl})')

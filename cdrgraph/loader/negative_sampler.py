@@ -18,7 +18,7 @@ class NegativeSampler:
     For a row with user :math:`u` and domain :math:`k`, every negative is drawn
     uniformly from the items of domain :math:`k` that have at least one
     training edge (:math:`I_k^{train}`), excluding the user's training items
-    :math:`N_k(u)` (and the pairs of ``extra_positive``). The ``n`` draws of a
+    :math:`N_k(u)` and the pairs of ``exclude_links``. The ``n`` draws of a
     row are independent, so duplicates across them are possible.
 
     The draw is exact and loop-free: instead of re-drawing rejected items,
@@ -36,9 +36,14 @@ class NegativeSampler:
         data (HeteroData): the training graph.
         seed (int, optional): seed of the internal generator used when
             :meth:`sample` gets no ``generator``. (default: :obj:`0`)
-        extra_positive (Tensor, optional): ``long[2, E']`` extra global
-            ``(user, item)`` pairs never to return as negatives (e.g. EASE
-            pseudo-positives). (default: :obj:`None`)
+        exclude_links (Tensor, optional): ``long[2, E']`` extra global
+            ``(user, item)`` pairs never to return as negatives, e.g. UniCDR's
+            EASE pseudo-positives (``model.ease_pseudo_links()``, MODELS.md
+            §3.3). They are rejected exactly like the training positives (the
+            same rank mapping, no re-draws); pairs that are training positives
+            already, or whose item has no training edge, change nothing, and
+            :obj:`None` or an empty tensor gives the same draws as no
+            exclusion. (default: :obj:`None`)
 
     Example:
         >>> sampler = NegativeSampler(train_data, seed=0)
@@ -48,7 +53,7 @@ class NegativeSampler:
         torch.Size([4, 5])
     """
 
-    def __init__(self, data: HeteroData, seed: int = 0, extra_positive: Tensor | None = None) -> None:
+    def __init__(self, data: HeteroData, seed: int = 0, exclude_links: Tensor | None = None) -> None:
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.domain_names = domain_names(data)
@@ -69,15 +74,11 @@ class NegativeSampler:
         self.num_pool = num_pool
 
         excl = ei
-        if extra_positive is not None:
-            extra = torch.as_tensor(extra_positive, dtype=torch.long)
-            if extra.dim() != 2 or extra.size(0) != 2:
-                raise ValueError('NegativeSampler(extra_positive=...): expected long[2, E] (user, item) '
-                                 f'pairs, got shape {tuple(extra.shape)}')
-            if extra.numel() and (int(extra[0].min()) < 0 or int(extra[0].max()) >= self.num_users
-                                  or int(extra[1].min()) < 0 or int(extra[1].max()) >= self.num_items):
-                raise ValueError('NegativeSampler(extra_positive=...): user ids must lie in '
-                                 f'[0, {self.num_users}) and item ids in [0, {self.num_items})')
+        #: number of ``exclude_links`` pairs given (before deduplication)
+        self.num_exclude_links = 0
+        if exclude_links is not None:
+            extra = self._check_links(exclude_links)
+            self.num_exclude_links = int(extra.size(1))
             excl = torch.cat([ei, extra], dim=1)
         #: sorted ``user * I + item`` keys of every excluded pair
         self.excluded_keys = torch.unique(excl[0] * self.num_items + excl[1])
@@ -103,6 +104,24 @@ class NegativeSampler:
         self._shift_keys = ex_user * num_pool + self.pool_ptr[ex_dom] + valid_before
 
     # ---------------------------------------------------------------- helpers
+    def _check_links(self, links: Tensor) -> Tensor:
+        r"""``exclude_links`` as a CPU ``long[2, E]`` tensor of valid global ids."""
+        if not isinstance(links, Tensor):
+            raise TypeError('NegativeSampler(exclude_links=...): expected a long[2, E] tensor of global (user, '
+                            f'item) pairs, got {type(links).__name__}')
+        if links.is_floating_point() or links.dtype == torch.bool:
+            raise TypeError(f'NegativeSampler(exclude_links=...): expected integer ids, got dtype {links.dtype}')
+        links = links.detach().to('cpu', torch.long)
+        if links.dim() != 2 or links.size(0) != 2:
+            raise ValueError('NegativeSampler(exclude_links=...): expected long[2, E] (user, item) pairs, got '
+                             f'shape {tuple(links.shape)}; stack them as torch.stack([users, items])')
+        if links.numel() and (int(links[0].min()) < 0 or int(links[0].max()) >= self.num_users
+                              or int(links[1].min()) < 0 or int(links[1].max()) >= self.num_items):
+            raise ValueError('NegativeSampler(exclude_links=...): user ids must lie in '
+                             f'[0, {self.num_users}) and item ids in [0, {self.num_items}) (global ids of the '
+                             'training graph)')
+        return links
+
     def num_excluded(self, users: Tensor, domains: Tensor) -> Tensor:
         r"""``long[B]`` number of excluded items of :math:`I_k^{train}` for each (user, domain)."""
         s = users * self.num_domains + domains
@@ -123,12 +142,12 @@ class NegativeSampler:
             raise ValueError(
                 f'NegativeSampler: user {int(users[row])} has no valid negative in domain '
                 f"{self.domain_names[d]!r}: all {int(self.pool_count[d])} items with a training edge there "
-                f'(I_k^train) are among its training/extra positives ({int(empty.sum())} rows affected). '
+                f'(I_k^train) are among its training positives or exclude_links ({int(empty.sum())} rows affected). '
                 'Drop such rows from the supervision edges or add items to the domain.')
 
     def is_excluded(self, users: Tensor, items: Tensor) -> Tensor:
         r"""``bool[...]``: whether each ``(user, item)`` pair is a training
-        (or extra) positive, i.e. can never be drawn as a negative."""
+        positive or one of ``exclude_links``, i.e. can never be drawn as a negative."""
         users = torch.as_tensor(users, dtype=torch.long)
         key = users * self.num_items + torch.as_tensor(items, dtype=torch.long)
         if self.excluded_keys.numel() == 0:
@@ -187,5 +206,6 @@ class NegativeSampler:
         return self.pool[pos]
 
     def __repr__(self) -> str:
+        extra = f', num_exclude_links={self.num_exclude_links}' if self.num_exclude_links else ''
         return (f'{self.__class__.__name__}(num_users={self.num_users}, num_items={self.num_items}, '
-                f'num_domains={self.num_domains}, seed={self.seed})')
+                f'num_domains={self.num_domains}, seed={self.seed}{extra})')

@@ -569,6 +569,17 @@ class UniCDR(CDRModel):
                              f'has num_shared_items={self.num_shared_items}; build it with from_data(train_data)')
         return self.item_shared(shared)
 
+    def specific_input(self, k: int, uid: Tensor) -> Tensor:
+        r"""ID input of :math:`\mathrm{Agg}_k` for global users ``uid``: the
+        rows :math:`\mathbf{P}_k[uid]` ``[R, h]`` (UniCDR+ adds feature
+        embeddings)."""
+        return self.user_specific(k * self.num_users + uid)
+
+    def shared_input(self, uid: Tensor) -> Tensor:
+        r"""ID input of :math:`\mathrm{Agg}_s` for global users ``uid``: the
+        rows :math:`\mathbf{P}_s[uid]` ``[R, h]``."""
+        return self.user_shared(uid)
+
     @staticmethod
     def _agg_args(prior: Tensor | None, target: Tensor | None) -> tuple[Tensor, ...]:
         r"""The aggregator's extra input: the EASE ``prior`` or a candidate ``target``."""
@@ -580,7 +591,7 @@ class UniCDR(CDRModel):
         ``uid`` with local context ``index``/``mask [R, M]`` into the local
         item table ``items`` (:meth:`item_table`); ``[R, C, h]`` for a
         target-aware aggregator given candidate vectors ``target [R, C, h]``."""
-        e = self.user_specific(k * self.num_users + uid)
+        e = self.specific_input(k, uid)
         z = self.aggs[k](e, items[index], mask, *self._agg_args(prior, target))
         if self.compat.cold_specific == 'zero':
             z = z.masked_fill(cold.view(-1, *([1] * (z.dim() - 1))), 0.0)
@@ -589,7 +600,7 @@ class UniCDR(CDRModel):
     def _shared(self, uid: Tensor, items: Tensor, index: Tensor, mask: Tensor, prior: Tensor | None = None,
                 target: Tensor | None = None) -> Tensor:
         r"""``z_sh [R, h]`` (before dropout) from a context ``[R, M']``."""
-        return self.agg_shared(self.user_shared(uid), items[index], mask, *self._agg_args(prior, target))
+        return self.agg_shared(self.shared_input(uid), items[index], mask, *self._agg_args(prior, target))
 
     def _shared_item_view(self, uid: Tensor, shared_items: Tensor, index: Tensor, mask: Tensor,
                           prior: Tensor | None, target: Tensor | None = None) -> Tensor:
@@ -599,7 +610,7 @@ class UniCDR(CDRModel):
             assert self.item_shared is not None
             x = torch.where(mask.unsqueeze(-1), x, self.item_shared.weight[0].to(x.dtype))
             mask = torch.ones_like(mask)
-        return self.agg_shared(self.user_shared(uid), x, mask, *self._agg_args(prior, target))
+        return self.agg_shared(self.shared_input(uid), x, mask, *self._agg_args(prior, target))
 
     def shared_view(self, uid: Tensor, items: Tensor, ctx: UniCDRContexts, domain: Tensor | None = None,
                     shared_items: Tensor | None = None, target: Tensor | None = None,

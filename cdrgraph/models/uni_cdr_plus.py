@@ -2,7 +2,8 @@ r"""UniCDR+ (Cao et al., 2024): UniCDR with an item-level GNN and a soft
 contrastive objective on mixed samples (MODELS.md §4)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,13 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch_geometric.data import HeteroData
 
-from cdrgraph.data.schema import ITEM, USER
+from cdrgraph.data.schema import INTERACTS, ITEM, USER
 from cdrgraph.loader.cdr_batch import CDRBatch
-from cdrgraph.loader.views import train_edge_index
-from cdrgraph.models.base import ZDict
+from cdrgraph.loader.views import train_edge_index, train_edge_mask
+from cdrgraph.models.base import ITEM_DOMAIN_KEY, ZDict
 from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig, UniCDRContexts
 from cdrgraph.nn.conv.item_graph_conv import ItemGraphConv
+from cdrgraph.nn.field_spec import FieldSpec
+from cdrgraph.nn.heads.behavior_tower_head import BehaviorTowerHead
 from cdrgraph.nn.heads.deep_interest_aggregator_head import DeepInterestAggregatorHead
 from cdrgraph.nn.heads.sequential_aggregator_head import SequentialAggregatorHead
 from cdrgraph.nn.heads.user_aggregator_head import AGGREGATORS
@@ -30,6 +34,8 @@ COMBINE = ('mean', 'last', 'learned')
 ITEM_GRAPHS = ('intra', 'cross')
 #: UniCDR+'s aggregators: UniCDR's static ones, the sequential and the deep-interest one (MODELS.md §4.3 (c))
 PLUS_AGGREGATORS = (*AGGREGATORS, 'sequential', 'deep_interest')
+#: prediction towers (MODELS.md §4.3 (f))
+TOWERS = ('dot', 'mlp')
 #: z_dict keys of the deep-interest aggregator's evaluation materials (the user vector depends on the candidate)
 _DI_KEYS = ('di_items', 'di_uid', 'di_index', 'di_mask', 'di_cold', 'di_shared_items')
 
@@ -70,6 +76,38 @@ class UniCDRPlusConfig(UniCDRConfig):
             (pairs × slots) scored per chunk in :meth:`UniCDRPlus.score`, which
             bounds the memory of full ranking and ``recommend``.
             (default: :obj:`65536`)
+        tower (str, optional): prediction tower (§4.3 (f)): ``'dot'``
+            (:math:`\hat y = z \cdot v`, UniCDR) or ``'mlp'``
+            (:class:`~cdrgraph.nn.heads.behavior_tower_head.BehaviorTowerHead`,
+            one tower per behaviour). (default: :obj:`'dot'`)
+        tower_hidden (tuple[int, ...], optional): hidden widths of every
+            behaviour tower. (default: :obj:`(128, 64)`)
+        num_behaviors (int, optional): number of behaviours ``B`` of the
+            ``'mlp'`` tower; :obj:`None`: ``len(behavior_thresholds)`` when
+            given, else read by :meth:`UniCDRPlus.from_data` from
+            ``interacts.behavior`` (``max + 1``; ``1`` without it).
+            (default: :obj:`None`)
+        behavior_thresholds (tuple[float | None, ...], optional): labels
+            from ratings: behaviour ``b`` is observed on a training edge iff
+            ``rating >= behavior_thresholds[b]`` (:obj:`None`: any
+            interaction), e.g. ``(None, 4.0)`` = *rated*, *liked*. Must be
+            hierarchical (leading :obj:`None`, then non-decreasing). Empty:
+            labels from ``interacts.behavior`` (behaviour ``b`` observed iff
+            ``behavior >= b``; ordinal levels as in
+            :class:`~cdrgraph.datasets.fake_cdr_dataset.FakeCDRDataset`).
+            (default: :obj:`()`)
+        behavior_weights (tuple[float, ...], optional): :math:`w_b` of
+            :math:`L_{rec} = \sum_b w_b L_{rec,b}`; empty: all ``1``.
+            (default: :obj:`()`)
+        features (bool, optional): feature embeddings (§4.3 (a)):
+            :math:`\phi_u = \sum_f \mathbf{E}^u_f[x_{u,f}]` added to
+            :math:`\mathbf{P}_k[u]` and :math:`\mathbf{P}_s[u]`, item field
+            embeddings added to :math:`\mathbf{Q}^0_k` before the item GNN,
+            from ``user.x_cat`` / ``item.x_cat``. (default: :obj:`False`)
+        fields (FieldSpec, optional): vocabulary sizes of the categorical
+            fields (:class:`~cdrgraph.nn.field_spec.FieldSpec`; dense widths
+            are ignored); :obj:`None`: read by :meth:`UniCDRPlus.from_data`.
+            (default: :obj:`None`)
 
     Example:
         >>> UniCDRPlus.from_data(train, config=UniCDRPlusConfig(max_len=50, gamma=0.0))
@@ -83,10 +121,22 @@ class UniCDRPlusConfig(UniCDRConfig):
     causal_context: bool = True
     attention_hidden: tuple[int, ...] = (80, 40)
     score_chunk: int = 1 << 16
+    tower: str = 'dot'
+    tower_hidden: tuple[int, ...] = (128, 64)
+    num_behaviors: int | None = None
+    behavior_thresholds: tuple[float | None, ...] = ()
+    behavior_weights: tuple[float, ...] = ()
+    features: bool = False
+    fields: FieldSpec | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, 'attention_hidden', tuple(int(w) for w in self.attention_hidden))
+        self._check_tower()
+        if isinstance(self.fields, dict):     # a config file's mapping
+            object.__setattr__(self, 'fields', FieldSpec(**self.fields))
+        if self.fields is not None and not isinstance(self.fields, FieldSpec):
+            raise TypeError(f'UniCDRPlusConfig: fields must be a FieldSpec or None, got {type(self.fields).__name__}')
         if self.seq_len < 1 or self.heads < 1 or self.score_chunk < 1:
             raise ValueError(f'UniCDRPlusConfig: seq_len, heads and score_chunk must be >= 1, got {self.seq_len}, '
                              f'{self.heads}, {self.score_chunk}')
@@ -97,11 +147,86 @@ class UniCDRPlusConfig(UniCDRConfig):
         if self.gamma < 0:
             raise ValueError(f'UniCDRPlusConfig: gamma must be >= 0, got {self.gamma}')
 
+    def _check_tower(self) -> None:
+        name = 'UniCDRPlusConfig'
+        if self.tower not in TOWERS:
+            raise ValueError(f'{name}: tower must be one of {TOWERS}, got {self.tower!r}')
+        thr = tuple(None if t is None else float(t) for t in self.behavior_thresholds)
+        object.__setattr__(self, 'behavior_thresholds', thr)
+        object.__setattr__(self, 'behavior_weights', tuple(float(w) for w in self.behavior_weights))
+        object.__setattr__(self, 'tower_hidden', tuple(int(w) for w in self.tower_hidden))
+        if self.tower == 'dot' and (thr or self.behavior_weights or self.num_behaviors not in (None, 1)):
+            raise ValueError(f"{name}: num_behaviors, behavior_thresholds and behavior_weights need tower='mlp' "
+                             "(the 'dot' tower predicts one behaviour)")
+        if any(w < 1 for w in self.tower_hidden):
+            raise ValueError(f'{name}: tower_hidden widths must be >= 1, got {self.tower_hidden}')
+        if self.num_behaviors is not None and self.num_behaviors < 1:
+            raise ValueError(f'{name}: num_behaviors must be >= 1 or None, got {self.num_behaviors}')
+        floats = [t for t in thr if t is not None]
+        if thr and (any(t is None for t in thr[len(thr) - len(floats):])
+                    or any(b < a for a, b in zip(floats, floats[1:], strict=False))):
+            raise ValueError(f'{name}: behavior_thresholds must be hierarchical (None entries first, then '
+                             f'non-decreasing ratings), got {thr}')
+        if thr and self.num_behaviors is not None and self.num_behaviors != len(thr):
+            raise ValueError(f'{name}: num_behaviors={self.num_behaviors} but behavior_thresholds has {len(thr)} '
+                             'entries; give one threshold per behaviour (or num_behaviors=None)')
+        if self.behavior_weights:
+            if thr and len(self.behavior_weights) != len(thr) or (
+                    self.num_behaviors is not None and len(self.behavior_weights) != self.num_behaviors):
+                raise ValueError(f'{name}: behavior_weights has {len(self.behavior_weights)} entries, one per '
+                                 'behaviour expected')
+            if any(w < 0 for w in self.behavior_weights):
+                raise ValueError(f'{name}: behavior_weights must be >= 0, got {self.behavior_weights}')
+
+    @property
+    def behaviors(self) -> int:
+        r"""The number of behaviours ``B`` the towers predict (``1`` while
+        unresolved, see ``num_behaviors``)."""
+        if self.behavior_thresholds:
+            return len(self.behavior_thresholds)
+        if self.num_behaviors is not None:
+            return self.num_behaviors
+        return len(self.behavior_weights) or 1
+
     @classmethod
     def unicdr(cls, **kwargs: Any) -> UniCDRPlusConfig:
         r"""The soft contrastive term off (:math:`\gamma = 0`); with
         ``num_layers=0`` the model is then exactly :class:`UniCDR`."""
         return cls(**{'gamma': 0.0, **kwargs})
+
+
+def _train_edge_attr(data: HeteroData, key: str) -> Tensor | None:
+    r"""``interacts.<key>`` of the training edges of ``data`` (or :obj:`None`)."""
+    val = getattr(data[INTERACTS], key, None)
+    if val is None:
+        return None
+    mask = train_edge_mask(data)
+    return val if mask is None else val[mask]
+
+
+class _FieldSum(torch.nn.Module):
+    r"""Sum of categorical field embeddings :math:`\sum_f \mathbf{E}_f[x_f]`
+    (one :class:`torch.nn.EmbeddingBag` in ``'sum'`` mode, field ``f`` at row
+    offset :math:`\sum_{f' < f} |f'|`), width ``dim``, tables
+    :math:`\mathcal{N}(0, 0.1^2)` like UniCDR's ID tables."""
+
+    def __init__(self, vocab: Sequence[int], dim: int) -> None:
+        super().__init__()
+        sizes = [int(v) for v in vocab]
+        self.bag = torch.nn.EmbeddingBag(sum(sizes), dim, mode='sum')
+        self.register_buffer('vocab', torch.tensor(sizes, dtype=torch.long), persistent=False)
+        self.register_buffer('offsets', torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0),
+                             persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.normal_(self.bag.weight, std=0.1)
+
+    def forward(self, x_cat: Tensor) -> Tensor:
+        return self.bag(x_cat + self.offsets)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(vocab={self.vocab.tolist()}, dim={self.bag.embedding_dim})'
 
 
 class UniCDRPlus(UniCDR):
@@ -154,9 +279,31 @@ class UniCDRPlus(UniCDR):
     chunks of ``config.score_chunk`` context slots; the critic compares the
     views built for the positive).
 
-    Not implemented yet (MODELS.md §4.3): feature embeddings (a), the
-    multi-behaviour tower (f), and the item GNN over the shared item table of
-    item-overlap data (``Q_s`` is not propagated).
+    **Feature embeddings** (§4.3 (a), ``config.features``). Sums of field
+    embeddings shared across domains,
+    :math:`\phi_u = \sum_f \mathbf{E}^u_f[x_{u,f}]` and
+    :math:`\psi_i = \sum_f \mathbf{E}^i_f[x_{i,f}]`, enter as
+    :math:`\hat{\mathbf{P}}_k[u] = \mathbf{P}_k[u] + \phi_u`,
+    :math:`\hat{\mathbf{P}}_s[u] = \mathbf{P}_s[u] + \phi_u` (the ID inputs of
+    the aggregators) and :math:`\mathbf{Q}^0_k[i] = \mathbf{Q}_k[i] + \psi_i`
+    (the input of the item GNN). The categorical columns ``user.x_cat`` /
+    ``item.x_cat`` of the training graph are stored by
+    :meth:`fit_features` (called by :meth:`from_data`) and looked up by
+    global id, so full-graph and sampled batches see the same features.
+
+    **Multi-behaviour tower** (§4.3 (f), ``config.tower='mlp'``). The dot
+    product is replaced by
+    :class:`~cdrgraph.nn.heads.behavior_tower_head.BehaviorTowerHead`: one
+    MLP per behaviour :math:`b` on :math:`[z; v; z \odot v; e_{dom}]`, and
+    :math:`L_{rec} = \sum_b w_b L_{rec,b}` with :math:`L_{rec,b}` UniCDR's
+    BCE with sampled negatives on the labels of :meth:`behavior_labels`
+    (hierarchical for positives, all zero for negatives). :meth:`score`
+    returns the logit of behaviour ``0`` (ranking evaluation),
+    :meth:`behavior_scores` all of them. The labels of the training edges are
+    stored by :meth:`fit_behaviors` (called by :meth:`from_data`).
+
+    Not implemented yet (MODELS.md §4.3): the item GNN over the shared item
+    table of item-overlap data (``Q_s`` is not propagated).
 
     Args:
         num_users (int): number of user nodes.
@@ -215,6 +362,29 @@ class UniCDRPlus(UniCDR):
         self.item_conv = ItemGraphConv()
         #: trainable layer logits of ``combine='learned'`` (softmax -> layer weights)
         self.layer_logits = Parameter(torch.zeros(num_layers + 1)) if combine == 'learned' else None
+        #: number of behaviours predicted (``1`` for the dot tower)
+        self.num_behaviors = config.behaviors
+        #: multi-behaviour towers (``config.tower='mlp'``)
+        self.tower = BehaviorTowerHead(embedding_dim, self.num_behaviors, num_domains, hidden=config.tower_hidden,
+                                       dropout=dropout) if config.tower == 'mlp' else None
+        #: labels of the training edges (:meth:`fit_behaviors`): sorted keys ``user * I + item`` and ``bool[E, B]``
+        self.register_buffer('behavior_key', None, persistent=False)
+        self.register_buffer('behavior_label', None, persistent=False)
+        #: feature embeddings (``config.features``): field sums of users and items
+        fields = config.fields
+        if config.features and fields is None:
+            raise ValueError('UniCDRPlus(config.features=True) needs config.fields (the vocabulary sizes of '
+                             'user.x_cat / item.x_cat); build the model with UniCDRPlus.from_data(train_data) or '
+                             'pass fields=FieldSpec.from_data(train_data)')
+        if config.features and fields is not None and not fields.num_categorical:
+            raise ValueError('UniCDRPlus(config.features=True): config.fields has no categorical field (the graph '
+                             'has no user.x_cat / item.x_cat); set features=False or add side features')
+        use = config.features and fields is not None
+        self.user_features = _FieldSum(fields.user_vocab, embedding_dim) if use and fields.user_vocab else None
+        self.item_features = _FieldSum(fields.item_vocab, embedding_dim) if use and fields.item_vocab else None
+        #: ``x_cat`` of the training graph's users and items, by global id (:meth:`fit_features`)
+        self.register_buffer('user_x_cat', None, persistent=False)
+        self.register_buffer('item_x_cat', None, persistent=False)
         self._repr_args: dict[str, Any] = dict(
             num_users=num_users, num_items=num_items, num_domains=num_domains, embedding_dim=embedding_dim,
             aggregator=aggregator, num_layers=num_layers, combine=combine, dropout=dropout, warmup=warmup)
@@ -242,6 +412,92 @@ class UniCDRPlus(UniCDR):
             self.item_conv.reset_parameters()
         if getattr(self, 'layer_logits', None) is not None:
             torch.nn.init.zeros_(self.layer_logits)
+        for name in ('tower', 'user_features', 'item_features'):
+            mod = getattr(self, name, None)
+            if mod is not None:
+                mod.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData, **kwargs: Any) -> UniCDRPlus:
+        r"""Build the model with the counts of ``data`` (the *training* graph,
+        see :meth:`UniCDR.from_data`). With ``config.tower='mlp'`` an
+        unresolved ``num_behaviors`` is read from ``interacts.behavior`` and
+        the training edges' labels are stored (:meth:`fit_behaviors`); with
+        ``config.features`` the field vocabularies (``fields=None``) and the
+        ``x_cat`` columns are read (:meth:`fit_features`)."""
+        cfg = kwargs.get('config', UniCDRPlusConfig())
+        if isinstance(cfg, UniCDRPlusConfig):
+            changes: dict[str, Any] = {}
+            if cfg.tower == 'mlp' and cfg.num_behaviors is None and not cfg.behavior_thresholds:
+                behavior = _train_edge_attr(data, 'behavior')
+                changes['num_behaviors'] = int(behavior.max()) + 1 if behavior is not None and behavior.numel() \
+                    else max(len(cfg.behavior_weights), 1)
+            if cfg.features and cfg.fields is None:
+                changes['fields'] = FieldSpec.from_data(data, dense=False)
+            if changes:
+                kwargs['config'] = dataclasses.replace(cfg, **changes)
+        model = super().from_data(data, **kwargs)
+        assert isinstance(model, UniCDRPlus)
+        if model.tower is not None:
+            model.fit_behaviors(data)
+        if model.config.features:
+            model.fit_features(data)
+        return model
+
+    # ------------------------------------------------------------------ feature embeddings
+    def fit_features(self, data: HeteroData) -> UniCDRPlus:
+        r"""Store the categorical columns ``user.x_cat`` / ``item.x_cat`` of
+        ``data`` (the training graph) for the feature embeddings (checked
+        against ``config.fields``). Returns ``self``."""
+        for nt, table, num, attr in ((USER, self.user_features, self.num_users, 'user_x_cat'),
+                                     (ITEM, self.item_features, self.num_items, 'item_x_cat')):
+            if table is None:
+                continue
+            x_cat = getattr(data[nt], 'x_cat', None)
+            f = len(table.vocab)
+            if x_cat is None or x_cat.dim() != 2 or x_cat.size(0) != num or x_cat.size(1) != f:
+                got = None if x_cat is None else tuple(x_cat.shape)
+                raise ValueError(f'UniCDRPlus.fit_features: {nt}.x_cat must be long[{num}, {f}] (config.fields), '
+                                 f'got {got}; pass the training graph the model was built for')
+            x_cat = x_cat.long()
+            vocab = table.vocab.to(x_cat.device).view(1, -1)
+            if x_cat.numel() and bool(((x_cat < 0) | (x_cat >= vocab)).any()):
+                col = int(((x_cat < 0) | (x_cat >= vocab)).any(0).nonzero()[0])
+                raise ValueError(f'UniCDRPlus.fit_features: {nt}.x_cat column {col} holds values outside '
+                                 f'[0, {int(vocab[0, col])}) (config.fields); a missing value must be its own '
+                                 'vocabulary entry, never negative')
+            setattr(self, attr, x_cat.to(self.item_emb.weight.device))
+        return self
+
+    def _field_sum(self, table: _FieldSum | None, x_cat: Tensor | None, ids: Tensor) -> Tensor | None:
+        if table is None:
+            return None
+        if x_cat is None:
+            raise ValueError('UniCDRPlus(config.features=True) has no side features; build it with '
+                             'from_data(train_data) or call model.fit_features(train_data)')
+        return table(x_cat[ids])
+
+    def user_feature_embedding(self, uid: Tensor) -> Tensor | None:
+        r""":math:`\phi_u = \sum_f \mathbf{E}^u_f[x_{u,f}]` ``[R, h]`` of global
+        users ``uid`` (:obj:`None` without user features)."""
+        return self._field_sum(self.user_features, self.user_x_cat, uid)
+
+    def item_feature_embedding(self, iid: Tensor) -> Tensor | None:
+        r""":math:`\psi_i = \sum_f \mathbf{E}^i_f[x_{i,f}]` ``[R, h]`` of global
+        items ``iid`` (:obj:`None` without item features)."""
+        return self._field_sum(self.item_features, self.item_x_cat, iid)
+
+    def specific_input(self, k: int, uid: Tensor) -> Tensor:
+        r""":math:`\hat{\mathbf{P}}_k[u] = \mathbf{P}_k[u] + \phi_u`."""
+        e = super().specific_input(k, uid)
+        phi = self.user_feature_embedding(uid)
+        return e if phi is None else e + phi
+
+    def shared_input(self, uid: Tensor) -> Tensor:
+        r""":math:`\hat{\mathbf{P}}_s[u] = \mathbf{P}_s[u] + \phi_u`."""
+        e = super().shared_input(uid)
+        phi = self.user_feature_embedding(uid)
+        return e if phi is None else e + phi
 
     # ------------------------------------------------------------------ item GNN
     def layer_weights(self) -> Tensor:
@@ -259,6 +515,9 @@ class UniCDRPlus(UniCDR):
         \mathbf{H}^{(L)}` ``[I_local, h]`` of ``batch.graph``'s items (global
         ids ``iid``), propagated over the graph's training edges."""
         x = self.item_emb(iid)
+        psi = self.item_feature_embedding(iid)
+        if psi is not None:
+            x = x + psi
         layers = [x]
         if self.num_layers:
             g = batch.graph
@@ -290,7 +549,8 @@ class UniCDRPlus(UniCDR):
         contexts are computed once)."""
         uid, iid = self._ids(batch)
         contexts = self.contexts(batch, torch.arange(uid.numel(), device=uid.device))
-        return [self.encode_views(uid, items, contexts) for items in self.item_layers(batch, iid)]
+        return [self._with_item_domain(self.encode_views(uid, items, contexts), batch)
+                for items in self.item_layers(batch, iid)]
 
     # ------------------------------------------------------------------ sequential contexts
     def contexts(self, batch: CDRBatch, user: Tensor, domain: Tensor | None = None,
@@ -404,17 +664,25 @@ class UniCDRPlus(UniCDR):
 
     # ------------------------------------------------------------------ deep interest
     def _row_scores(self, batch: CDRBatch, warmup: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        if self.aggregator != 'deep_interest':
+        di = self.aggregator == 'deep_interest'
+        if not di and self.tower is None:
             return super()._row_scores(batch, warmup)
         _, iid = self._ids(batch)
         items = self.item_table(batch, iid)
         cand = torch.cat([batch.pos_item.view(-1, 1), batch.neg_item], dim=1)       # [B, 1 + n]
-        target = items[cand]
-        z_spec, z_sh = self.row_views(batch, shared=not warmup, items=items, target=target)
-        z = z_spec if z_sh is None else z_spec + z_sh
-        scores = (z * self.dropout(target)).sum(-1)
-        # the critic compares the views built for the positive
-        return scores[:, 0], scores[:, 1:], z_spec[:, 0], None if z_sh is None else z_sh[:, 0]
+        if di:
+            target = items[cand]
+            z_spec, z_sh = self.row_views(batch, shared=not warmup, items=items, target=target)
+            z = z_spec if z_sh is None else z_spec + z_sh                              # [B, 1 + n, h]
+            v = self.dropout(target)
+        else:
+            z_spec, z_sh = self.row_views(batch, shared=not warmup, items=items)
+            z = (z_spec if z_sh is None else z_spec + z_sh).unsqueeze(1)               # [B, 1, h]
+            v = self.dropout(items[cand])
+        scores = self.pair_logits(z, v, batch.graph[ITEM].domain[cand])              # [B, 1 + n (, B_beh)]
+        if di:   # the critic compares the views built for the positive
+            z_spec, z_sh = z_spec[:, 0], None if z_sh is None else z_sh[:, 0]
+        return scores[:, 0], scores[:, 1:], z_spec, z_sh
 
     def encode_views(self, uid: Tensor, items: Tensor, contexts: UniCDRContexts,
                      shared_items: Tensor | None = None) -> ZDict:
@@ -433,13 +701,55 @@ class UniCDRPlus(UniCDR):
               domain: Tensor | None = None) -> Tensor:
         r"""Scores of (user, item) pairs; for ``'deep_interest'`` the
         target-aware views of every pair, in chunks of ``config.score_chunk``
-        context slots (memory-bounded full ranking and ``recommend``)."""
-        if self.aggregator != 'deep_interest':
+        context slots (memory-bounded full ranking and ``recommend``); with
+        ``tower='mlp'`` the logit of behaviour ``0`` (:meth:`behavior_scores`)."""
+        if self.aggregator != 'deep_interest' and self.tower is None:
             return super().score(z_dict, user_index, item_index, domain)
+        out = self._pair_outputs(z_dict, user_index, item_index, domain)
+        return out if self.tower is None else out[:, 0]
+
+    def behavior_scores(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
+                        domain: Tensor | None = None) -> Tensor:
+        r"""Logits ``[P, B]`` of every behaviour for (user, item) pairs given
+        by *local* indices into ``z_dict`` (``B = 1`` with the dot tower), for
+        per-behaviour metrics. ``domain`` (``long[P]``) defaults to
+        ``z_dict['item_domain']`` of the items (put there by :meth:`encode`
+        with ``tower='mlp'``)."""
+        domain = self._pair_domain(z_dict, item_index, domain)
+        if self.aggregator != 'deep_interest' and self.tower is None:
+            return super().score(z_dict, user_index, item_index, domain).unsqueeze(-1)
+        out = self._pair_outputs(z_dict, user_index, item_index, domain)
+        return out.unsqueeze(-1) if out.dim() == 1 else out
+
+    def pair_logits(self, z: Tensor, v: Tensor, domain: Tensor) -> Tensor:
+        r"""The prediction tower on user vectors ``z [*, h]`` and item vectors
+        ``v [*, h]`` (broadcastable) of domains ``domain``: ``'dot'``:
+        :math:`z \cdot v` ``[*]``; ``'mlp'``: the behaviour logits ``[*, B]``."""
+        if self.tower is None:
+            return (z * v).sum(-1)
+        return self.tower(z, v, domain)
+
+    def _pair_domain(self, z_dict: ZDict, item_index: Tensor, domain: Tensor | None) -> Tensor | None:
+        if domain is not None:
+            return domain
+        dom = z_dict.get(ITEM_DOMAIN_KEY)
+        return None if dom is None else dom[item_index]
+
+    def _pair_outputs(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
+                      domain: Tensor | None) -> Tensor:
+        r"""Tower outputs (:meth:`pair_logits`) of local pairs: ``[P]`` or ``[P, B]``."""
+        name = self.__class__.__name__
+        domain = self._pair_domain(z_dict, item_index, domain)
+        if self.aggregator != 'deep_interest':
+            if domain is None:
+                raise ValueError(f"{name}(tower='mlp').score needs `domain` (or z_dict['item_domain'])")
+            zu = z_dict[USER]
+            u = zu[user_index, domain] if zu.dim() == 3 else zu[user_index]
+            return self.pair_logits(u, z_dict[ITEM][item_index], domain)
         if 'di_index' not in z_dict:
-            raise ValueError("UniCDRPlus(aggregator='deep_interest').score needs the z_dict of its encode()")
+            raise ValueError(f"{name}(aggregator='deep_interest').score needs the z_dict of its encode()")
         if domain is None:
-            raise ValueError("UniCDRPlus(aggregator='deep_interest').score needs `domain`")
+            raise ValueError(f"{name}(aggregator='deep_interest').score needs `domain`")
         cfg = self.config
         assert isinstance(cfg, UniCDRPlusConfig)
         slots = self.num_domains * int(z_dict['di_index'].size(-1))
@@ -448,14 +758,17 @@ class UniCDRPlus(UniCDR):
         for start in range(0, user_index.numel(), step):
             out.append(self._di_pair_scores(z_dict, user_index[start:start + step], item_index[start:start + step],
                                             domain[start:start + step]))
-        return torch.cat(out) if out else z_dict[ITEM].new_zeros(0)
+        if out:
+            return torch.cat(out)
+        return z_dict[ITEM].new_zeros((0,) if self.tower is None else (0, self.num_behaviors))
 
     def _di_pair_scores(self, z: ZDict, user: Tensor, item: Tensor, domain: Tensor) -> Tensor:
         items = z['di_items']
         uid = z['di_uid'][user]
         ctx = UniCDRContexts(z['di_index'][user], z['di_mask'][user], (~z['di_cold'][user]).long())
         target = items[item].unsqueeze(1)                                          # [P, 1, h]
-        out = items.new_zeros(user.numel())
+        shape = (user.numel(),) if self.tower is None else (user.numel(), self.num_behaviors)
+        out = items.new_zeros(shape)
         for k in torch.unique(domain).tolist():
             sel = (domain == k).nonzero().view(-1)
             ck = UniCDRContexts(ctx.index[sel], ctx.mask[sel], ctx.count[sel])
@@ -464,8 +777,123 @@ class UniCDRPlus(UniCDR):
             zh = self.shared_view(uid[sel], items, ck, domain[sel], z.get('di_shared_items'), target[sel],
                                   masked=False)
             user_vec = (self.dropout(zs) + self.dropout(zh)).squeeze(1)
-            out = out.index_copy(0, sel, (user_vec * z[ITEM][item[sel]]).sum(-1))
+            out = out.index_copy(0, sel, self.pair_logits(user_vec, z[ITEM][item[sel]], domain[sel]))
         return out
+
+    # ------------------------------------------------------------------ prediction tower
+    def encode(self, batch: CDRBatch) -> ZDict:
+        r"""UniCDR's evaluation z_dict (:meth:`UniCDR.encode`); with
+        ``tower='mlp'`` also ``'item_domain'`` (the tower's domain input)."""
+        return self._with_item_domain(super().encode(batch), batch)
+
+    def _with_item_domain(self, z: ZDict, batch: CDRBatch) -> ZDict:
+        if self.tower is not None:
+            z[ITEM_DOMAIN_KEY] = batch.graph[ITEM].domain
+        return z
+
+    def forward(self, batch: CDRBatch) -> Tensor:
+        r"""Scores ``[B * (1 + n)]`` of ``batch.edge_label_index`` (UniCDR's
+        :meth:`UniCDR.forward`; behaviour ``0`` with ``tower='mlp'``)."""
+        if self.training and self.tower is not None:
+            pos, neg, _, _ = self._row_scores(batch, warmup=False)
+            return torch.cat([pos[:, 0], neg[..., 0].reshape(-1)])
+        return super().forward(batch)
+
+    def _needs_label_table(self) -> bool:
+        thr = self.config.behavior_thresholds
+        return any(t is not None for t in thr) if thr else self.num_behaviors > 1
+
+    def fit_behaviors(self, data: HeteroData) -> UniCDRPlus:
+        r"""Store the behaviour labels ``bool[E, B]`` of the training edges of
+        ``data`` (``tower='mlp'``): from ``interacts.rating`` and
+        ``config.behavior_thresholds``, else behaviour ``b`` observed iff
+        ``interacts.behavior >= b``. Returns ``self``."""
+        name = self.__class__.__name__
+        if self.tower is None:
+            raise ValueError(f"{name}.fit_behaviors needs config.tower='mlp'")
+        if int(data[USER].num_nodes) != self.num_users or int(data[ITEM].num_nodes) != self.num_items:
+            raise ValueError(f'{name}.fit_behaviors: data has {int(data[USER].num_nodes)} users and '
+                             f'{int(data[ITEM].num_nodes)} items, the model {self.num_users} and {self.num_items}; '
+                             'pass the training graph the model was built for')
+        if not self._needs_label_table():
+            return self
+        ei = train_edge_index(data)
+        thr = self.config.behavior_thresholds
+        if thr:
+            rating = _train_edge_attr(data, 'rating')
+            if rating is None:
+                raise ValueError(f'{name}: config.behavior_thresholds={thr} needs interacts.rating in the training '
+                                 'graph; use a rated dataset or labels from interacts.behavior '
+                                 '(behavior_thresholds=())')
+            ones = torch.ones(ei.size(1), dtype=torch.bool, device=ei.device)
+            cols = [ones if t is None else rating.float() >= t for t in thr]
+        else:
+            behavior = _train_edge_attr(data, 'behavior')
+            if behavior is None:
+                raise ValueError(f'{name}: num_behaviors={self.num_behaviors} needs interacts.behavior in the '
+                                 'training graph or config.behavior_thresholds (labels from ratings)')
+            cols = [behavior >= b for b in range(self.num_behaviors)]
+        label = torch.stack(cols, dim=1).long()
+        key, inv = torch.unique(ei[0] * self.num_items + ei[1], return_inverse=True)
+        lab = torch.zeros(key.numel(), label.size(1), dtype=torch.long, device=key.device)
+        lab = lab.scatter_reduce(0, inv.view(-1, 1).expand_as(label), label, reduce='amax')
+        dev = self.item_emb.weight.device
+        self.behavior_key = key.to(dev)
+        self.behavior_label = lab.bool().to(dev)
+        return self
+
+    def positive_behavior_labels(self, batch: CDRBatch) -> Tensor:
+        r"""Hierarchical labels ``float[B, B_beh]`` of the batch's positives
+        (MODELS.md §4.3 (f)): row ``b`` holds :math:`y_{b'}` of its training
+        edge (:meth:`fit_behaviors`; all ones with a single unconditional
+        behaviour)."""
+        b = batch.batch_size
+        dev = batch.user.device
+        if not self._needs_label_table():
+            return torch.ones(b, self.num_behaviors, device=dev)
+        name = self.__class__.__name__
+        if self.behavior_key is None:
+            raise ValueError(f"{name}(tower='mlp') has no behaviour labels; build it with from_data(train_data) "
+                             'or call model.fit_behaviors(train_data)')
+        key = (self.node_ids(batch, USER)[batch.user] * self.num_items
+               + self.node_ids(batch, ITEM)[batch.pos_item]).to(self.behavior_key.device)
+        idx = torch.searchsorted(self.behavior_key, key).clamp(max=max(self.behavior_key.numel() - 1, 0))
+        found = self.behavior_key[idx] == key if self.behavior_key.numel() else torch.zeros_like(key, dtype=torch.bool)
+        if not bool(found.all()):
+            miss = int((~found).nonzero()[0])
+            raise ValueError(f'{name}.positive_behavior_labels: {int((~found).sum())} positive pair(s) of the batch '
+                             f'are not training edges of the graph given to fit_behaviors (e.g. user '
+                             f'{int(key[miss]) // self.num_items}, item {int(key[miss]) % self.num_items}); train on '
+                             'the graph the model was built from')
+        return self.behavior_label[idx].to(device=dev, dtype=torch.float)
+
+    def behavior_labels(self, batch: CDRBatch) -> Tensor:
+        r"""Labels ``float[B * (1 + n), B_beh]`` of ``batch.edge_label_index``
+        (positives first): the hierarchical labels of the positives
+        (:meth:`positive_behavior_labels`), all zeros for the sampled
+        negatives."""
+        pos = self.positive_behavior_labels(batch)
+        neg = pos.new_zeros(batch.batch_size * batch.num_negatives, pos.size(1))
+        return torch.cat([pos, neg])
+
+    def behavior_loss_weights(self) -> Tensor:
+        r""":math:`w_b` ``[B]`` (``config.behavior_weights``, default all ``1``)."""
+        w = self.config.behavior_weights or (1.0,) * self.num_behaviors
+        return torch.tensor(w, dtype=self.item_emb.weight.dtype, device=self.item_emb.weight.device)
+
+    def rec_loss(self, pos: Tensor, neg: Tensor, batch: CDRBatch, sel: Tensor) -> Tensor:
+        r""":math:`L_{rec}` of the rows ``sel`` of one domain: UniCDR's sampled
+        BCE (MODELS.md §0.4); with ``tower='mlp'``
+        :math:`\sum_b w_b L_{rec,b}`, each the sampled BCE of behaviour ``b``
+        (``pos [B_k, B]`` against the positives' labels, ``neg [B_k, n, B]``
+        against ``0``)."""
+        if self.tower is None:
+            return super().rec_loss(pos, neg, batch, sel)
+        y = self.positive_behavior_labels(batch)[sel].to(pos.dtype)
+        per = F.binary_cross_entropy_with_logits(pos, y, reduction='none').mean(0)
+        if neg.numel():
+            per = per + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction='none').mean((0, 1))
+        return (self.behavior_loss_weights() * per).sum()
 
     # ------------------------------------------------------------------ contrastive
     def soft_critic_loss(self, k: int, z_spec: Tensor, z_sh: Tensor, fake: Tensor, lam: Tensor) -> Tensor:
@@ -503,10 +931,15 @@ class UniCDRPlus(UniCDR):
     # ------------------------------------------------------------------ stages
     def stage_parameters(self, stage: str) -> Iterator[Parameter]:
         r"""``'joint'``: everything; ``'warmup'``: :math:`\mathbf{P}_k`,
-        :math:`\mathbf{Q}`, the per-domain aggregators and the learned layer
-        logits."""
+        :math:`\mathbf{Q}`, the per-domain aggregators, the learned layer
+        logits, the behaviour towers and the feature tables (inputs of the
+        specific view and of the rec loss; :math:`\mathbf{P}_s`,
+        :math:`\mathrm{Agg}_s`, :math:`D_k` stay frozen)."""
         self._check_stage(stage)
         if stage == 'joint':
             return self.parameters()
         extra = [] if self.layer_logits is None else [self.layer_logits]
+        for mod in (self.tower, self.user_features, self.item_features):
+            if mod is not None:
+                extra.extend(mod.parameters())
         return iter([*super().stage_parameters(stage), *extra])

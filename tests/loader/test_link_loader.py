@@ -243,3 +243,48 @@ def test_user_without_valid_negative_fails_at_construction():
     with pytest.raises(ValueError, match="user 0 has no valid negative in domain 'Sport'"):
         CDRLinkLoader(data, num_negatives=1)
     assert len(list(CDRLinkLoader(data, num_negatives=0, batch_size=2))) == 2   # no negatives needed
+
+
+#: negatives of CDRLinkLoader(hand_graph, batch_size=4, num_negatives=2, seed=1) recorded before exclude_links
+_RECORDED_FULL = [[[5, 5], [3, 3], [2, 3], [3, 3]], [[2, 0], [5, 6], [3, 3], [7, 7]], [[6, 6], [7, 7]]]
+_RECORDED_SAMPLED = [[[5, 5], [3, 3], [2, 3], [3, 3]], [[0, 1], [6, 6], [3, 3], [7, 7]], [[6, 5], [4, 7]]]
+
+
+def test_exclude_links_default_is_bit_identical_to_before(hand_graph):
+    ei = hand_graph[INTERACTS].edge_index
+    for links in (None, torch.empty(2, 0, dtype=torch.long), ei[:, 2:6]):     # none / training positives only
+        full = CDRLinkLoader(hand_graph, batch_size=4, num_negatives=2, seed=1, exclude_links=links)
+        assert [b.neg_item.tolist() for b in full] == _RECORDED_FULL
+        samp = CDRLinkLoader(hand_graph, batch_size=4, num_negatives=2, seed=1, mode='sampled', num_neighbors=[1],
+                             backend='csr', exclude_links=links)
+        assert [b.global_neg_item().tolist() for b in samp] == _RECORDED_SAMPLED
+    assert 'num_exclude_links' not in repr(CDRLinkLoader(hand_graph, batch_size=4))
+
+
+@pytest.mark.parametrize('mode', ['full', 'sampled'])
+def test_exclude_links_never_drawn(hand_graph, mode):
+    # domain b = items 4..7: u0 trained 4 -> {5, 6, 7} valid; exclude (0, 5), (0, 6) -> only 7;
+    # domain a = items 0..3: u3 trained 3 -> {0, 1, 2} valid; exclude (3, 0), (3, 1) -> only 2
+    links = torch.tensor([[0, 0, 3, 3], [5, 6, 0, 1]])
+    kw = dict(batch_size=10, num_negatives=50, mode=mode, num_neighbors=[-1], backend='csr')
+    before = set()
+    for batch in CDRLinkLoader(hand_graph, **kw):
+        for u, row in zip(batch.global_user().tolist(), batch.global_neg_item().tolist(), strict=True):
+            before |= {(u, i) for i in row}
+    assert {(0, 5), (0, 6), (3, 0), (3, 1)} <= before          # they would be drawn without the exclusion
+    loader = CDRLinkLoader(hand_graph, exclude_links=links, **kw)
+    assert 'num_exclude_links=4' in repr(loader)
+    hits = 0
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for batch in loader:
+            users, neg, dom = batch.global_user(), batch.global_neg_item(), batch.domain
+            for u, d, row in zip(users.tolist(), dom.tolist(), neg.tolist(), strict=True):
+                if (u, d) == (0, 1):
+                    assert set(row) == {7}
+                if (u, d) == (3, 0):
+                    assert set(row) == {2}
+                hits += (u, d) in ((0, 1), (3, 0))
+    assert hits == 6                                             # both rows, every epoch
+    with pytest.raises(ValueError, match=r'exclude_links=.*long\[2, E\]'):
+        CDRLinkLoader(hand_graph, exclude_links=torch.tensor([0, 1]))

@@ -79,13 +79,49 @@ def test_error_when_user_saw_every_item(hand_graph):
         sampler.sample(torch.tensor([1]), torch.tensor([3]), 1)
 
 
-def test_extra_positive_is_excluded(hand_graph):
-    # u1 in domain a: valid 1, 2, 3; mark 1 and 3 as extra positives -> only 2 remains
-    sampler = NegativeSampler(hand_graph, extra_positive=torch.tensor([[1, 1], [1, 3]]))
+def test_exclude_links_are_excluded(hand_graph):
+    # u1 in domain a: valid 1, 2, 3; exclude 1 and 3 -> only 2 remains
+    sampler = NegativeSampler(hand_graph, exclude_links=torch.tensor([[1, 1], [1, 3]]))
     ones = torch.ones(200, dtype=torch.long)
     assert sampler.sample(ones, ones - 1, 2).eq(2).all()
-    with pytest.raises(ValueError, match=r'long\[2, E\]'):
-        NegativeSampler(hand_graph, extra_positive=torch.tensor([1, 2, 3]))
+    assert sampler.is_excluded(torch.tensor([1, 1, 1, 0]), torch.tensor([1, 2, 3, 3])).tolist() == \
+        [True, False, True, False]
+    assert repr(sampler).endswith('seed=0, num_exclude_links=2)')
+    with pytest.raises(ValueError, match=r'exclude_links=.*long\[2, E\]'):
+        NegativeSampler(hand_graph, exclude_links=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match=r'exclude_links=.*and item ids in \[0, 8\)'):
+        NegativeSampler(hand_graph, exclude_links=torch.tensor([[0], [8]]))
+    with pytest.raises(TypeError, match='exclude_links=.*integer ids'):
+        NegativeSampler(hand_graph, exclude_links=torch.tensor([[0.0], [1.0]]))
+
+
+def test_exclude_links_would_otherwise_be_drawn_and_stay_uniform(hand_graph):
+    # u3 in domain b (items 4..7, none trained by u3): uniform over 4 items; exclude (3, 5) -> uniform over 3
+    n = 30000
+    users, doms = torch.full((n,), 3), torch.ones(n, dtype=torch.long)
+    plain = NegativeSampler(hand_graph, seed=1).sample(users, doms, 1).view(-1)
+    assert (plain == 5).sum() > n // 5                              # drawn without the exclusion
+    excl = NegativeSampler(hand_graph, seed=1, exclude_links=torch.tensor([[3], [5]])).sample(users, doms, 1)
+    counts = torch.bincount(excl.view(-1) - 4, minlength=4).float() / n
+    assert counts[1] == 0 and ((counts[[0, 2, 3]] - 1 / 3).abs() < 0.02).all()
+    # the other users are untouched (their draws are bit-identical: same ranks, same mapping)
+    others = torch.tensor([0, 1, 2, 0, 1, 2])
+    dom = torch.tensor([0, 0, 1, 1, 1, 0])
+    a = NegativeSampler(hand_graph, seed=2).sample(others, dom, 5)
+    b = NegativeSampler(hand_graph, seed=2, exclude_links=torch.tensor([[3], [5]])).sample(others, dom, 5)
+    assert torch.equal(a, b)
+
+
+#: draws of NegativeSampler(hand_graph, seed=3) recorded before exclude_links existed
+_RECORDED = [[5, 5, 7], [1, 3, 2], [5, 5, 5], [2, 0, 1], [4, 4, 7]]
+
+
+def test_default_and_no_op_exclusions_are_bit_identical_to_before(hand_graph):
+    users, doms = torch.tensor([0, 1, 2, 3, 1]), torch.tensor([1, 0, 1, 0, 1])
+    ei = hand_graph['user', 'interacts', 'item'].edge_index
+    for links in (None, torch.empty(2, 0, dtype=torch.long), ei[:, :4]):   # nothing / training positives only
+        sampler = NegativeSampler(hand_graph, seed=3, exclude_links=links)
+        assert sampler.sample(users, doms, 3).tolist() == _RECORDED
 
 
 def test_only_training_edges_of_a_given_split_count(hand_graph):

@@ -1,5 +1,6 @@
 r"""Readout / decoder heads of cdrgraph."""
 from cdrgraph.nn.heads.attention_transfer_head import AttentionTransferHead
+from cdrgraph.nn.heads.behavior_tower_head import BehaviorTowerHead
 from cdrgraph.nn.heads.cgc_layer import CGCLayer
 from cdrgraph.nn.heads.combination_attention_head import CombinationAttentionHead
 from cdrgraph.nn.heads.contrastive_autoencoder_head import ContrastiveAutoencoderHead
@@ -19,4 +20,4 @@ from cdrgraph.nn.heads.user_aggregator_head import UniCDRAggregator
 __all__ = ['MappingHead', 'MetaBridgeHead', 'UniCDRAggregator', 'ExpertBank', 'DomainGate', 'DomainTowers',
            'CGCLayer', 'StarLinear', 'PartitionedNorm', 'TransferMatrixHead', 'CombinationAttentionHead',
            'DomainAwareAttentionHead', 'ContrastiveAutoencoderHead', 'AttentionTransferHead',
-           'SequentialAggregatorHead', 'DeepInterestAggregatorHead']
+           'SequentialAggregatorHead', 'DeepInterestAggregatorHead', 'BehaviorTowerHead']
