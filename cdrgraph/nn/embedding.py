@@ -34,6 +34,9 @@ class DomainEmbedding(torch.nn.Module):
             (default: :obj:`'sum'`)
         init_std (float, optional): rows are drawn from
             :math:`\mathcal{N}(0, \text{init\_std}^2)`. (default: :obj:`0.1`)
+        sparse (bool, optional): sparse gradients for both tables (only the
+            looked-up rows; :func:`~cdrgraph.train.fit` updates them with
+            :class:`torch.optim.SparseAdam`). (default: :obj:`False`)
 
     Shapes:
         - **input:** ``index [B]``, ``domain [B]`` *(optional)*
@@ -48,7 +51,7 @@ class DomainEmbedding(torch.nn.Module):
     """
 
     def __init__(self, num_embeddings: int, num_domains: int, embedding_dim: int = 64, shared: bool = True,
-                 specific: bool = True, combine: str = 'sum', init_std: float = 0.1) -> None:
+                 specific: bool = True, combine: str = 'sum', init_std: float = 0.1, sparse: bool = False) -> None:
         super().__init__()
         if not (shared or specific):
             raise ValueError('DomainEmbedding: at least one of shared/specific must be True')
@@ -62,8 +65,10 @@ class DomainEmbedding(torch.nn.Module):
         self.embedding_dim = embedding_dim
         self.combine = combine
         self.init_std = init_std
-        self.shared = torch.nn.Embedding(num_embeddings, embedding_dim) if shared else None
-        self.specific = torch.nn.Embedding(num_domains * num_embeddings, embedding_dim) if specific else None
+        self.sparse = bool(sparse)
+        self.shared = torch.nn.Embedding(num_embeddings, embedding_dim, sparse=self.sparse) if shared else None
+        self.specific = (torch.nn.Embedding(num_domains * num_embeddings, embedding_dim, sparse=self.sparse)
+                         if specific else None)
         self.reset_parameters()
 
     @property
@@ -121,4 +126,5 @@ class DomainEmbedding(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_embeddings}, num_domains={self.num_domains}, '
                 f'embedding_dim={self.embedding_dim}, shared={self.shared is not None}, '
-                f'specific={self.specific is not None}, combine={self.combine!r})')
+                f'specific={self.specific is not None}, combine={self.combine!r}'
+                + (', sparse=True)' if self.sparse else ')'))

@@ -101,8 +101,19 @@ def _monitored_stages(model: CDRModel, stages: tuple[str, ...],
     return frozenset(s for s in stages if s in set(monitored))
 
 
+def _exclude_links(model: CDRModel) -> Tensor | None:
+    r"""The model's EASE pseudo-positives (``model.ease_pseudo_links()``,
+    MODELS.md §3.3) when it has that method and lists some, else :obj:`None`."""
+    links = getattr(model, 'ease_pseudo_links', None)
+    if not callable(links):
+        return None
+    out = links()
+    return out if isinstance(out, Tensor) and out.numel() else None
+
+
 def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negatives: int,
-                  domain_policy: str, mode: str, num_neighbors: Any) -> Iterable[CDRBatch]:
+                  domain_policy: str, mode: str, num_neighbors: Any,
+                  exclude_links: Tensor | None = None) -> Iterable[CDRBatch]:
     try:
         from cdrgraph.loader.link_loader import CDRLinkLoader
     except ImportError as e:  # pragma: no cover - depends on the loader module being present
@@ -110,7 +121,62 @@ def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negati
                           'explicitly or install the complete package') from e
     return CDRLinkLoader(train_data, batch_size=batch_size, num_negatives=num_negatives,
                          domain_policy=domain_policy, mode=mode, num_neighbors=num_neighbors, shuffle=True,
-                         seed=seed)
+                         seed=seed, exclude_links=exclude_links)
+
+
+class _SparseDenseAdam:
+    r""":class:`torch.optim.SparseAdam` for the sparse-gradient embedding
+    weights and :class:`torch.optim.Adam` for the other parameters, stepped
+    together; ``state_dict`` is ``{'sparse': ..., 'dense': ...}`` (plain
+    tensors and numbers, so checkpoints load with ``weights_only=True``)."""
+
+    def __init__(self, dense: list[torch.nn.Parameter], sparse: list[torch.nn.Parameter], lr: float) -> None:
+        self.optimizers: dict[str, torch.optim.Optimizer] = {'sparse': torch.optim.SparseAdam(sparse, lr=lr)}
+        if dense:
+            self.optimizers['dense'] = torch.optim.Adam(dense, lr=lr)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for opt in self.optimizers.values() for g in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.optimizers):
+            raise ValueError(f'fit: optimizer state holds {sorted(state)} but this model needs '
+                             f'{sorted(self.optimizers)} (sparse-gradient embeddings switched on or off?); '
+                             'resume with the model configuration of the checkpoint')
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({", ".join(self.optimizers)})'
+
+
+def _make_optimizer(model: torch.nn.Module, params: list[torch.nn.Parameter], lr: float,
+                    weight_decay: float) -> Any:
+    r"""Adam over ``params``; when some of them are weights of embeddings with
+    ``sparse=True``, those go to :class:`torch.optim.SparseAdam` instead
+    (:class:`_SparseDenseAdam`)."""
+    sparse_ids = {id(m.weight) for m in model.modules()
+                  if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse}
+    sparse = [p for p in params if id(p) in sparse_ids]
+    if not sparse:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if weight_decay:
+        raise ValueError(f'fit: weight_decay={weight_decay} cannot be applied to the sparse-gradient embeddings '
+                         f'of {model.__class__.__name__} (SparseAdam has no weight decay); use the model\'s own '
+                         'L2 term (e.g. BPRMF(weight_decay=...)) or build it with sparse=False')
+    return _SparseDenseAdam([p for p in params if id(p) not in sparse_ids], sparse, lr)
 
 
 def fit(
@@ -150,7 +216,10 @@ def fit(
     optimises ``model.stage_parameters(stage)`` only (everything else is
     frozen in that stage) on ``model.loss(batch, stage)``, over the batches
     of :class:`~cdrgraph.loader.link_loader.CDRLinkLoader` (re-drawn every
-    epoch with ``set_epoch``). Every ``eval_every`` epochs (and at the last
+    epoch with ``set_epoch``; when the model has ``ease_pseudo_links()``
+    (UniCDR's ``item_similarity``) and it lists pairs, they are passed as the
+    loader's ``exclude_links``, so EASE pseudo-positives are never drawn as
+    training negatives, MODELS.md §3.3). Every ``eval_every`` epochs (and at the last
     epoch of a stage) the model is evaluated on ``val_data``; the stage stops
     after ``patience`` evaluations without improvement of ``monitor`` and its
     best state is restored before the next stage begins. A stage without
@@ -310,9 +379,10 @@ def fit(
             result.stopped_early.setdefault(stage, False)
             checkpoint(si, -1, None, stopper, None, stage_done=True, finished=False)
             continue
-        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        optimizer = _make_optimizer(model, params, lr, weight_decay)
         batches = loader if loader is not None else _build_loader(
-            train_data, seed, batch_size, num_negatives, domain_policy, mode, num_neighbors)
+            train_data, seed, batch_size, num_negatives, domain_policy, mode, num_neighbors,
+            _exclude_links(model))
         best_state: dict[str, Tensor] | None = None
         first_epoch = 0
         if ckpt is not None and si == start_stage:

@@ -4,10 +4,16 @@ import pytest
 import torch
 
 from cdrgraph.data.schema import INTERACTS, ITEM, USER
+from cdrgraph.datasets.fake_cdr_dataset import FakeCDRDataset
 from cdrgraph.loader.cdr_batch import CDRBatch
+from cdrgraph.metrics.evaluator import Evaluator
 from cdrgraph.models.bpr_mf import BPRMF
-from cdrgraph.testing.batches import full_batch_unseen
+from cdrgraph.models.light_gcn import LightGCN
+from cdrgraph.testing.batches import edgeless_subgraph_batch, full_batch_unseen
 from cdrgraph.testing.graphs import select_domain, two_domain_graph
+from cdrgraph.train.evaluate import evaluate
+from cdrgraph.train.fit import fit
+from cdrgraph.transforms.leave_one_out import LeaveOneOut
 
 
 def train(model, batch, steps=30, lr=0.05):
@@ -143,3 +149,75 @@ def test_errors_reset_and_repr():
     assert repr(m) == ('BPRMF(num_users=8, num_items=11, embedding_dim=4, weight_decay=0.0001, '
                        'item_bias=False)')
     assert m.stages == ('joint',) and m.num_layers == 0
+
+
+# ---------------------------------------------------------------- sparse gradients (issue 9)
+def test_sparse_gradient_holds_only_batch_rows_with_dense_values():
+    data = two_domain_graph()
+    batch = CDRBatch.full(data, torch.tensor([0, 3, 3]), torch.tensor([0, 1, 6]), torch.tensor([[2], [9], [7]]))
+    torch.manual_seed(0)
+    dense = BPRMF.from_data(data, embedding_dim=4, weight_decay=0.1, item_bias=True)
+    torch.manual_seed(0)
+    sparse = BPRMF.from_data(data, embedding_dim=4, weight_decay=0.1, item_bias=True, sparse=True)
+    torch.testing.assert_close(dense.loss(batch), sparse.loss(batch))
+    dense.loss(batch).backward()
+    sparse.loss(batch).backward()
+    for name in ('user_emb', 'item_emb'):
+        g = getattr(sparse, name).weight.grad
+        assert g.is_sparse
+        g = g.coalesce()
+        rows = g.indices()[0]
+        dense_g = getattr(dense, name).weight.grad
+        # exactly the batch's rows carry a gradient, with the dense values (BPR + L2 on those rows)
+        assert rows.tolist() == dense_g.abs().sum(1).nonzero().view(-1).tolist()
+        assert rows.tolist() == ([0, 3] if name == 'user_emb' else [0, 1, 2, 6, 7, 9])
+        torch.testing.assert_close(g.to_dense(), dense_g)
+    assert not sparse.item_bias.grad.is_sparse  # the bias stays a dense parameter (Adam)
+
+
+def test_sparse_switch_repr_and_lightgcn_default():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4, sparse=True)
+    assert m.sparse and m.user_emb.sparse and m.item_emb.sparse
+    assert repr(m).endswith('item_bias=False, sparse=True)')
+    lg = LightGCN.from_data(data, embedding_dim=4, num_layers=2)
+    assert not lg.sparse and not lg.user_emb.sparse and not lg.item_emb.sparse  # propagation touches all rows
+
+
+def test_sparse_sampled_batch_equals_full_batch():
+    data = two_domain_graph()
+    m = BPRMF.from_data(data, embedding_dim=4, sparse=True)
+    users, items = torch.tensor([3, 1]), torch.tensor([9, 2, 7])
+    batch, ref = edgeless_subgraph_batch(data, users, items, torch.tensor([1, 2]), torch.tensor([[0], [0]]))
+    torch.testing.assert_close(m(batch), m(ref))
+    torch.testing.assert_close(m.loss(batch), m.loss(ref))
+    m.loss(batch).backward()
+    assert m.user_emb.weight.grad.coalesce().indices()[0].tolist() == [1, 3]  # global rows of the subgraph
+
+
+def _fit_fake(sparse: bool, epochs: int = 12):
+    data = FakeCDRDataset(num_domains=2, num_users=60, num_items=40, avg_degree=8, user_overlap=1.0,
+                          side_features=False, seed=0)[0]
+    train, val, test = LeaveOneOut(order='time')(data)
+    ev = Evaluator('full', ks=(10,))
+    torch.manual_seed(0)
+    m = BPRMF.from_data(train, embedding_dim=16, sparse=sparse)
+    res = fit(m, train, val, evaluator=ev, epochs=epochs, lr=0.05, batch_size=64, eval_every=100,
+              progress=False, seed=0)
+    return m, res, evaluate(m, train, test, ev), test, ev
+
+
+def test_sparse_and_dense_fit_reach_similar_loss_seeded_and_beat_random():
+    ms, rs, es, test, ev = _fit_fake(sparse=True)
+    md, rd, _, _, _ = _fit_fake(sparse=False)
+    ls, ld = [r['loss'] for r in rs.history], [r['loss'] for r in rd.history]
+    assert ls[-1] < 0.6 * ls[0] and ld[-1] < 0.6 * ld[0]
+    assert abs(ls[-1] - ld[-1]) < 0.25 * ld[-1], (ls, ld)     # lazy Adam vs Adam: the same objective
+    assert ls != ld                                           # ... but not the same updates
+    ms2, rs2, es2, _, _ = _fit_fake(sparse=True)
+    assert [r['loss'] for r in rs2.history] == ls and es2 == es
+    for a, b in zip(ms.state_dict().values(), ms2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(0)
+    rand = [ev(lambda u, i: torch.rand(u.numel(), generator=g), test)['ndcg@10/mean'] for _ in range(5)]
+    assert es['ndcg@10/mean'] > max(rand) + 0.03, (es['ndcg@10/mean'], rand)

@@ -58,3 +58,23 @@ def test_errors_and_repr():
         emb(torch.tensor([0]), torch.tensor([2]))
     assert repr(emb) == ("DomainEmbedding(3, num_domains=2, embedding_dim=4, shared=True, specific=True, "
                          "combine='sum')")
+
+
+def test_sparse_tables_give_sparse_gradients_with_dense_values():
+    torch.manual_seed(0)
+    dense = DomainEmbedding(5, num_domains=2, embedding_dim=3)
+    torch.manual_seed(0)
+    sparse = DomainEmbedding(5, num_domains=2, embedding_dim=3, sparse=True)
+    idx, dom = torch.tensor([4, 1, 4]), torch.tensor([1, 0, 1])
+    weight = torch.arange(9.0).view(3, 3)
+    torch.testing.assert_close(dense(idx, dom), sparse(idx, dom))
+    (dense(idx, dom) * weight).sum().backward()
+    (sparse(idx, dom) * weight).sum().backward()
+    for name in ('shared', 'specific'):
+        g = getattr(sparse, name).weight.grad
+        assert g.is_sparse
+        torch.testing.assert_close(g.to_dense(), getattr(dense, name).weight.grad)
+    # specific rows are k * N + v: (1, 4) -> 9 (twice), (0, 1) -> 1
+    assert sparse.specific.weight.grad.coalesce().indices()[0].tolist() == [1, 9]
+    torch.testing.assert_close(sparse.specific.weight.grad.coalesce().values()[1], weight[0] + weight[2])
+    assert repr(sparse).endswith("combine='sum', sparse=True)") and not dense.sparse

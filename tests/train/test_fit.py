@@ -274,3 +274,64 @@ def test_model_monitored_stages_attribute_is_the_default(toy, splits):
     res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, stage_epochs={'a': 2, 'b': 2},
               progress=False)
     assert ev.calls == 2 and res.best_metric['a'] is None
+
+
+def _negatives_seen(toy, train, links, **kw):
+    r"""Train a ToyMF with ``ease_pseudo_links() -> links`` through fit's own loader; the (user, negative)
+    pairs its loss saw."""
+    seen: set[tuple[int, int]] = set()
+
+    class PseudoMF(toy['ToyMF']):
+        def ease_pseudo_links(self):
+            return links
+
+        def loss(self, batch, stage='joint'):
+            users = batch.global_user().tolist()
+            seen.update((u, i) for u, row in zip(users, batch.global_neg_item().tolist(), strict=True) for i in row)
+            return super().loss(batch, stage)
+
+    model = PseudoMF(int(train['user'].num_nodes), int(train['item'].num_nodes))
+    fit(model, train, None, epochs=6, batch_size=4, num_negatives=3, progress=False, **kw)
+    return seen
+
+
+def test_fit_excludes_ease_pseudo_links_from_its_loader_negatives(toy, splits):
+    pytest.importorskip('cdrgraph.loader.link_loader')
+    train, _ = splits
+    ei = train[INTERACTS].edge_index
+    # domain b = items 4..7: user 0 trained 5, 6 -> negatives 4, 7; user 3 trained 5, 6 -> 4, 7
+    pairs = set(zip(ei[0].tolist(), ei[1].tolist(), strict=True))
+    assert {(0, 5), (0, 6), (3, 5), (3, 6)} <= pairs and not {(0, 4), (0, 7), (3, 4), (3, 7)} & pairs
+    links = torch.tensor([[0, 3], [4, 7]])
+    empty = _negatives_seen(toy, train, torch.empty(2, 0, dtype=torch.long))
+    assert {(0, 4), (3, 7)} <= empty                            # drawn when nothing is excluded
+    seen = _negatives_seen(toy, train, links)
+    assert not {(0, 4), (3, 7)} & seen and {(0, 7), (3, 4)} <= seen
+    # an explicit loader is used as given (no exclusion added)
+    custom = _negatives_seen(toy, train, links, loader=toy['ToyLoader'](train, batch_size=22))
+    assert {(0, 4), (3, 7)} & custom
+
+
+def test_fit_passes_unicdr_ease_pseudo_links(monkeypatch):
+    import cdrgraph.loader.link_loader as ll
+    from cdrgraph.models.uni_cdr import UniCDR, UniCDRConfig
+    from cdrgraph.testing.graphs import fake_split
+
+    got = []
+
+    class Spy(ll.CDRLinkLoader):
+        def __init__(self, *args, **kwargs):
+            got.append(kwargs.get('exclude_links'))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ll, 'CDRLinkLoader', Spy)
+    train, _, _ = fake_split('overlap')
+    cfg = UniCDRConfig(ease_lambda=1.0, ease_threshold=0.0)
+    for aggregator in ('item_similarity', 'mean'):
+        torch.manual_seed(0)
+        model = UniCDR.from_data(train, embedding_dim=4, aggregator=aggregator, config=cfg)
+        fit(model, train, None, epochs=1, batch_size=8, num_negatives=1, progress=False)
+    pseudo = UniCDR.from_data(train, embedding_dim=4, aggregator='item_similarity', config=cfg).ease_pseudo_links()
+    assert pseudo.numel() > 0
+    assert torch.equal(got[0], pseudo)
+    assert got[1] is None                                       # the mean aggregator has no pseudo-positives

@@ -1,0 +1,56 @@
+"""The benchmark suite's one command (benchmarks/run_all.py --quick): runs, writes suite.json/suite.md."""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_run_all_quick_writes_every_figure(tmp_path):
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')]))}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'benchmarks', 'run_all.py'), '--quick', '--threads', '1',
+                           '--out-dir', str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert seconds < 60, seconds
+    suite = json.loads((tmp_path / 'suite.json').read_text())
+    assert {'config', 'load_avg_start', 'load_avg_end', 'machine', 'targets', 'figures', 'parts'} <= set(suite)
+    assert len(suite['load_avg_start']) == 3 and len(suite['load_avg_end']) == 3
+    assert suite['config'] == {'quick': True, 'threads': 1, 'thp': os.environ.get('THP_MEM_ALLOC_ENABLE', '1'),
+                               'inprocess': True,
+                               'parts': ['machine', 'lgconv', 'full_ranking', 'sampling', 'training', 'profile']}
+    assert all(p['status'] == 'ok' for p in suite['parts'].values()), suite['parts']
+    assert suite['machine']['sgemm_gflops'] > 0 and suite['machine']['memcpy_gb_s'] > 0
+    figs = {f['name']: f for f in suite['figures']}
+    # every target of issue 9 has its figure, with the target, the verdict and the ratio to the target
+    assert set(suite['targets']) <= set(figs)
+    for name, target in suite['targets'].items():
+        f = figs[name]
+        assert f['target'] == target['value'] and f['op'] == target['op']
+        assert f['meets'] == (f['value'] >= f['target'] if f['op'] == '>=' else f['value'] <= f['target'])
+        if f['target']:
+            assert f['ratio_to_target'] == pytest.approx(f['value'] / f['target'])
+    # ... and the speed figures are also ratios to the machine references measured in the same run
+    for name in ('propagation_forward_fraction_of_memcpy', 'full_ranking_fraction_of_sgemm',
+                 'bpr_mf_sparse_samples_per_s', 'lightgcn3_samples_per_s'):
+        assert figs[name]['machine_ratio'] is not None and figs[name]['machine_ratio'] > 0
+    assert {'bpr_mf_dense_samples_per_s', 'bpr_mf_sparse_over_dense', 'pyg_lightgcn3_samples_per_s',
+            'lightgcn3_speedup_over_pyg', 'propagation_speedup_over_pyg_lgconv'} <= set(figs)
+    # the profiled hot paths have no per-sample Python loop: their call counts do not grow with the batch
+    for name, p in suite['parts']['profile']['result']['profiles'].items():
+        assert not p['per_sample_loop'] and p['calls_at_double_size'] - p['total_calls'] < p['size'] // 2, name
+        if name != 'full_ranking':   # a training step makes exactly the same Python calls at any batch size
+            assert p['calls_at_double_size'] == p['total_calls'], name
+    assert figs['per_sample_python_loops']['value'] == 0
+    md = (tmp_path / 'suite.md').read_text()
+    assert md.startswith('# Benchmark suite (quick)') and 'Load average at start' in md
+    assert '| bpr_mf_sparse_samples_per_s |' in md and 'Sport–Cloth' in md
