@@ -103,13 +103,15 @@ def main() -> None:
           f'threads {torch.get_num_threads()}, load avg {os.getloadavg()}')
 
     # machine reference measured in the same run: memory-copy bandwidth (a propagation step is bandwidth bound)
-    buf = torch.empty(E * D // 4, device=device)  # as many bytes as one gather of E rows of D floats
-    copy_ms = timeit(buf.clone, args.repeats, device)
+    # (copy_ into a preallocated, touched buffer: `clone` would also time the page faults of fresh memory)
+    buf = torch.ones(E * D // 4, device=device)  # as many bytes as one gather of E rows of D floats
+    dst = torch.zeros_like(buf)
+    copy_ms = timeit(lambda: dst.copy_(buf), args.repeats, device)
     copy_gbs = 2 * buf.numel() * 4 / (copy_ms / 1e3) / 1e9  # read + write
     # bytes one forward must move at least: read 2·E gathered rows, write U+I rows, read both CSR index/values
     fwd_bytes = (2 * E * D + (U + I) * D) * 4 + 2 * E * (8 + 4)
     bound_ms = fwd_bytes / (copy_gbs * 1e9) * 1e3
-    del buf
+    del buf, dst
     print(f'memory copy: {copy_gbs:.1f} GB/s  -> bandwidth bound of one forward step ≈ {bound_ms:.0f} ms')
 
     results: dict[str, dict[str, float]] = {}
