@@ -191,7 +191,7 @@ class CDRModel(torch.nn.Module):
         per-domain user vectors).
         """
         q, c = user_index.numel(), item_index.numel()
-        if type(self).score is CDRModel.score:
+        if self.dot_product_scores():
             zu = z_dict[USER]
             if zu.dim() == 3:
                 if domain is None:
@@ -214,6 +214,15 @@ class CDRModel(torch.nn.Module):
             rows.append(self.score(z_dict, uu, ii, dd).view(users.numel(), c))
         return torch.cat(rows) if rows else torch.empty(0, c, device=item_index.device)
 
+    def dot_product_scores(self) -> bool:
+        r"""Whether :meth:`score` is the base-class dot product (plus item
+        bias), so :meth:`score_matrix` and :meth:`score_rows` may use matrix
+        products instead of scoring pair by pair. True when :meth:`score` is
+        not overridden; a model that overrides it only for some
+        configurations (e.g. UniCDR+'s target-aware aggregator or MLP tower)
+        overrides this too."""
+        return type(self).score is CDRModel.score
+
     def score_rows(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor) -> Tensor:
         r"""Scores ``[R, C]`` of row ``r``'s user ``user_index[r]`` (``long[R]``)
         against its candidates ``item_index[r]`` (``long[R, C]``), local
@@ -224,7 +233,7 @@ class CDRModel(torch.nn.Module):
         overrides :meth:`score` is scored pair by pair.
         """
         r, c = item_index.shape
-        if type(self).score is CDRModel.score:
+        if self.dot_product_scores():
             zu = z_dict[USER]
             dom = self._z_item_domain(z_dict, item_index) if zu.dim() == 3 else None
             bias = z_dict.get(ITEM_BIAS)

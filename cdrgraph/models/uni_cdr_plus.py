@@ -708,6 +708,12 @@ class UniCDRPlus(UniCDR):
         out = self._pair_outputs(z_dict, user_index, item_index, domain)
         return out if self.tower is None else out[:, 0]
 
+    def dot_product_scores(self) -> bool:
+        r""":meth:`score` is UniCDR's dot product unless the aggregator is
+        target-aware (``deep_interest``) or the tower is an MLP, so full and
+        sampled ranking use matrix products (MODELS.md §0.3)."""
+        return self.aggregator != 'deep_interest' and self.tower is None
+
     def behavior_scores(self, z_dict: ZDict, user_index: Tensor, item_index: Tensor,
                         domain: Tensor | None = None) -> Tensor:
         r"""Logits ``[P, B]`` of every behaviour for (user, item) pairs given

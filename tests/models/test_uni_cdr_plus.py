@@ -887,3 +887,38 @@ def test_fit_tower_and_features_on_fake_dataset_learns():
     y = model.positive_behavior_labels(batch)
     s = model.behavior_scores(z, batch.user, batch.pos_item)
     assert s[y[:, 1] == 1, 1].mean() > s[y[:, 1] == 0, 1].mean()
+
+
+@pytest.mark.parametrize('aggregator', ['mean', 'sequential'])
+def test_dot_tower_scores_matrices_without_the_pair_path(aggregator, monkeypatch):
+    # regression: the overridden `score` sent full ranking (score_matrix) and sampled ranking (score_rows) of every
+    # UniCDR+ through the pair-by-pair fallback of CDRModel (13 min instead of ~30 s on Sport–Cloth full ranking)
+    train, _, _ = fake_split('overlap')
+    model = _model(train, aggregator=aggregator, dropout=0.0).eval()
+    z = model.encode(CDRBatch.full(train))
+    dom = train[ITEM].domain
+    users, items = torch.tensor([0, 3, 5]), (dom == 1).nonzero().view(-1)
+    rows = torch.stack([items[:4], items[2:6], items[1:5]])
+    pair = model.score(z, users.repeat_interleave(items.numel()), items.repeat(3), dom[items].repeat(3))
+    z_dom = {**z, 'item_domain': dom}
+    pair_rows = model.score(z_dom, users.view(-1, 1).expand_as(rows).reshape(-1), rows.reshape(-1),
+                            dom[rows].reshape(-1)).view(3, 4)
+
+    def no_pairs(*args, **kwargs):
+        raise AssertionError('pair-by-pair path used')
+
+    monkeypatch.setattr(model, 'score', no_pairs)
+    torch.testing.assert_close(model.score_matrix(z, users, items, domain=1), pair.view(3, -1))
+    torch.testing.assert_close(model.score_rows(z_dom, users, rows), pair_rows)
+    with pytest.raises(ValueError, match='domain'):
+        model.score_matrix(z, users, items)
+
+
+def test_target_aware_scores_keep_the_pair_path():
+    train, _, _ = fake_split('overlap')
+    model = _model(train, aggregator='deep_interest', dropout=0.0).eval()
+    z = model.encode(CDRBatch.full(train))
+    items = (train[ITEM].domain == 0).nonzero().view(-1)[:5]
+    users = torch.tensor([0, 1])
+    pair = model.score(z, users.repeat_interleave(5), items.repeat(2), torch.zeros(10, dtype=torch.long))
+    torch.testing.assert_close(model.score_matrix(z, users, items, domain=0), pair.view(2, 5))
