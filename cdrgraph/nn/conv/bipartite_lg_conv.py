@@ -43,6 +43,18 @@ def bipartite_gcn_norm(edge_index: Tensor, num_users: int, num_items: int, edge_
     return inv_u[edge_index[0]] * edge_weight * inv_i[edge_index[1]]
 
 
+def _spmm(adj: Tensor, x: Tensor) -> Tensor:
+    r"""``adj @ x`` for a CSR ``adj``: on the CPU through
+    ``torch.sparse.mm(adj, x, reduce='sum')`` (PyTorch's row-parallel
+    ``spmm_reduce`` kernel: 1.3× faster than ``adj @ x`` for the item→user
+    direction of a 100k × 50k, 2M-edge graph, measured on 2 cores), elsewhere
+    ``adj @ x``."""
+    x = x.contiguous()
+    if x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64):
+        return torch.sparse.mm(adj, x, 'sum')
+    return adj @ x
+
+
 class _BipartiteSpMM(torch.autograd.Function):
     r"""``(out_user, out_item) = (A x_item, Aᵀ x_user)`` with a cached CSR
     ``A [U, I]`` and its transpose; the backward reuses the other matrix
@@ -52,14 +64,14 @@ class _BipartiteSpMM(torch.autograd.Function):
     def forward(ctx: Any, adj: Tensor, adj_t: Tensor, x_user: Tensor,
                 x_item: Tensor) -> tuple[Tensor, Tensor]:
         ctx.adj, ctx.adj_t = adj, adj_t
-        return adj @ x_item.contiguous(), adj_t @ x_user.contiguous()
+        return _spmm(adj, x_item), _spmm(adj_t, x_user)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_user: Tensor, grad_item: Tensor) -> tuple[None, None, Tensor | None,
                                                                          Tensor | None]:
-        gx_user = ctx.adj @ grad_item.contiguous() if ctx.needs_input_grad[2] else None
-        gx_item = ctx.adj_t @ grad_user.contiguous() if ctx.needs_input_grad[3] else None
+        gx_user = _spmm(ctx.adj, grad_item) if ctx.needs_input_grad[2] else None
+        gx_item = _spmm(ctx.adj_t, grad_user) if ctx.needs_input_grad[3] else None
         return None, None, gx_user, gx_item
 
 
