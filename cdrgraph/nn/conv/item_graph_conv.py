@@ -1,7 +1,6 @@
 r"""The item–item operator of UniCDR+'s item-level GNN (MODELS.md §4.3 (b))."""
 from __future__ import annotations
 
-import copy
 import warnings
 import weakref
 from typing import Any
@@ -11,6 +10,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.utils import scatter, to_torch_csr_tensor
+
+from cdrgraph.nn.conv._sparse import CSRCacheMixin, spmm
 
 __all__ = ['ItemGraphConv', 'item_graph_norm']
 
@@ -62,15 +63,15 @@ class _ItemSpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a1: Tensor, a2: Tensor, x: Tensor) -> Tensor:
         ctx.a1, ctx.a2 = a1, a2
-        return a2 @ (a1 @ x.contiguous())
+        return spmm(a2, spmm(a1, x))
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[None, None, Tensor]:
-        return None, None, ctx.a2 @ (ctx.a1 @ grad.contiguous())
+        return None, None, spmm(ctx.a2, spmm(ctx.a1, grad))
 
 
-class ItemGraphConv(MessagePassing):
+class ItemGraphConv(CSRCacheMixin, MessagePassing):
     r"""One application of the item–item operator of UniCDR+'s item-level GNN
     (`"A Unified Framework for Cross-Domain Recommendation"
     <https://arxiv.org/abs/2409.04540>`_, Cao et al., 2024; MODELS.md §4.3 (b)):
@@ -160,23 +161,6 @@ class ItemGraphConv(MessagePassing):
             raise ValueError(f'ItemGraphConv: item_domain must be long[{x.size(0)}] (one domain per item), '
                              f'got shape {tuple(item_domain.shape)}')
 
-    def __getstate__(self) -> dict:
-        # the cached sparse CSR matrices cannot be pickled or deep-copied; they are rebuilt on demand
-        state = self.__dict__.copy()
-        state['_cache'] = None
-        return state
-
-    def __deepcopy__(self, memo: dict) -> ItemGraphConv:
-        cache, self._cache = self._cache, None
-        try:
-            cls = self.__class__
-            new = cls.__new__(cls)
-            memo[id(self)] = new
-            for k, v in self.__dict__.items():
-                setattr(new, k, copy.deepcopy(v, memo))
-            return new
-        finally:
-            self._cache = cache
 
     def _norm(self, x: Tensor, edge_index: Tensor, num_users: int, item_domain: Tensor | None,
               with_csr: bool) -> tuple:
