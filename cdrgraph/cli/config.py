@@ -23,8 +23,8 @@ import difflib
 import inspect
 import os
 import os.path as osp
-from collections.abc import Callable, Iterable, Mapping, Sequence
 import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml

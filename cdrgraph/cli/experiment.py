@@ -40,6 +40,7 @@ from cdrgraph.cli.config import (
 )
 from cdrgraph.data.schema import INTERACTS, domain_names
 from cdrgraph.train.checkpoint import save_checkpoint
+from cdrgraph.train.distributed import barrier, is_distributed, is_main_process
 from cdrgraph.train.evaluate import evaluate
 from cdrgraph.train.fit import fit
 from cdrgraph.train.seed import seed_everything
@@ -73,9 +74,22 @@ def prepare_splits(cfg: Mapping[str, Any],
     candidates; loaded from ``<cache_dir>/<dataset>-<split_key>`` when it was
     built before (checksums verified by ``load_split``), else built and saved.
     """
-    from cdrgraph.transforms.split_io import load_split, save_split
+    from cdrgraph.transforms.split_io import load_split
 
     folder = osp.join(cache_root(cfg), f"{cfg['data']['name']}-{split_key(cfg)}")
+    if is_distributed():   # rank 0 builds and saves the split, the other ranks load it
+        if is_main_process():
+            splits = _prepare_splits_local(cfg, folder, rebuild)
+        barrier()
+        return splits if is_main_process() else load_split(folder)
+    return _prepare_splits_local(cfg, folder, rebuild)
+
+
+def _prepare_splits_local(cfg: Mapping[str, Any], folder: str,
+                         rebuild: bool = False) -> tuple[HeteroData, HeteroData, HeteroData]:
+    r""":func:`prepare_splits` in one process: load ``folder`` or build and save it."""
+    from cdrgraph.transforms.split_io import load_split, save_split
+
     if not rebuild and osp.exists(osp.join(folder, 'manifest.json')):
         return load_split(folder)
     splits: Any = build_dataset(cfg['data'])
@@ -112,13 +126,15 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
     fit(model, train, val, evaluator=evaluator, seed=seed, checkpoint_dir=ckpt_dir, resume=resume,
         device=device, progress=progress, **train_kwargs(cfg, entry))
     exclude = _held_out(val)
-    out = {protocol: evaluate(model, train, test, evaluator, exclude=exclude, device=device)}
+    shard = is_distributed()
+    out = {protocol: evaluate(model, train, test, evaluator, exclude=exclude, device=device, distributed=shard)}
     if protocol == 'sampled' and ev_cfg.get('also_full'):
         out['full'] = evaluate(model, train, test, build_evaluator(ev_cfg, protocol='full'), exclude=exclude,
-                               device=device)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_checkpoint({'model': state, 'config': dict(cfg), 'entry': name, 'seed': seed, 'domain': domain},
-                    osp.join(ckpt_dir, MODEL_FILE))
+                               device=device, distributed=shard)
+    if is_main_process():
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save_checkpoint({'model': state, 'config': dict(cfg), 'entry': name, 'seed': seed, 'domain': domain},
+                        osp.join(ckpt_dir, MODEL_FILE))
     return {p: {k: float(v) for k, v in m.items()} for p, m in out.items()}
 
 
@@ -240,9 +256,11 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
     seeds = list(seeds) if seeds is not None else list(cfg['seeds'])
     cfg['seeds'] = seeds
     device = device or cfg.get('device') or 'cpu'
-    os.makedirs(out, exist_ok=True)
-    with open(osp.join(out, 'config.yaml'), 'w') as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+    main_rank = is_main_process()
+    if main_rank:
+        os.makedirs(out, exist_ok=True)
+        with open(osp.join(out, 'config.yaml'), 'w') as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
     splits = prepare_splits(cfg)
     rows: list[dict[str, Any]] = []
     for seed in seeds:
@@ -250,10 +268,13 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
             res = run_model(cfg, name, entry, splits, seed, out, device=device, progress=progress,
                             resume=resume)
             rows.extend(_rows(name, seed, res))
-            pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(osp.join(out, 'results.csv'), index=False)
+            if main_rank:
+                pd.DataFrame(rows, columns=RESULT_COLUMNS).to_csv(osp.join(out, 'results.csv'), index=False)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results',
-                  report=cfg['evaluation'].get('report'))
+    if main_rank:
+        write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results',
+                      report=cfg['evaluation'].get('report'))
+    barrier()   # the other ranks return once the results are on disk
     return df
 
 

@@ -3,6 +3,7 @@ r"""The ``cdrgraph`` console script: ``train``, ``eval``, ``sweep`` and ``data s
 .. code-block:: text
 
     cdrgraph train CONFIG [--set key=value ...] [--seeds 0,1,2] [--out DIR]
+    torchrun --nproc_per_node=N -m cdrgraph train CONFIG [--device cuda]   (DistributedDataParallel)
     cdrgraph eval CHECKPOINT [--split test]
     cdrgraph finetune CHECKPOINT NEW_DOMAIN_CONFIG [--domain NAME] [--seeds 0,1]
     cdrgraph sweep CONFIG --grid models.LightGCN.model.num_layers=1,2,3 [--out DIR]
@@ -127,12 +128,22 @@ def _default_out(args: argparse.Namespace, cfg: dict[str, Any]) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from cdrgraph.cli.config import load_config
     from cdrgraph.cli.experiment import run_experiment
+    from cdrgraph.train.distributed import init_distributed, is_distributed, is_main_process
     cfg = load_config(args.config, args.overrides)
     out = _default_out(args, cfg)
-    run_experiment(cfg, out, seeds=args.seeds, device=args.device, progress=args.progress, resume=args.resume)
-    with open(osp.join(out, 'results.md')) as f:
-        print(f.read())
-    print(f'results written to {osp.join(out, "results.csv")} and {osp.join(out, "results.md")}')
+    # under torchrun: one process group, this rank's device (cuda:<LOCAL_RANK> for --device cuda)
+    device = init_distributed(args.device or cfg.get('device') or 'cpu')
+    main_rank = is_main_process()
+    try:
+        run_experiment(cfg, out, seeds=args.seeds, device=device, progress=args.progress, resume=args.resume)
+    finally:
+        if is_distributed():
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if main_rank:
+        with open(osp.join(out, 'results.md')) as f:
+            print(f.read())
+        print(f'results written to {osp.join(out, "results.csv")} and {osp.join(out, "results.md")}')
     return 0
 
 
@@ -246,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval, 'depth': _cmd_depth,
                 'finetune': _cmd_finetune}
     try:
+        from cdrgraph.train.distributed import env_world_size
+        if env_world_size() > 1 and args.command != 'train':
+            raise RuntimeError(f'`cdrgraph {args.command}` runs in one process; under torchrun only '
+                               '`cdrgraph train` is distributed')
         if args.command == 'data':
             return _cmd_data_stats(args)
         return commands[args.command](args)

@@ -146,6 +146,17 @@ class CDRLinkLoader:
     With the ``'pyg'`` backend, neighbour sampling is seeded through torch's
     global RNG inside :func:`torch.random.fork_rng`.
 
+    **Sharding** (multi-process training, :mod:`cdrgraph.train.distributed`).
+    With ``num_replicas = W > 1`` every rank draws the same global batch
+    (order and negatives from the ``(seed, e)`` stream) and yields only its
+    contiguous shard ``rank`` of it (:func:`torch.tensor_split` into ``W``
+    parts, in global ids for ``'full'`` mode); the ranks together see
+    exactly the batches of ``num_replicas=1``. In ``'sampled'`` mode each
+    rank samples the subgraph of its own shard from a generator seeded by
+    ``(seed, e, rank)``. A global batch with fewer than ``W`` pairs (at most
+    the last one of an epoch) is skipped on every rank, so all ranks take
+    the same number of steps.
+
     Args:
         data (HeteroData): the training graph (``split_name='train'``).
         batch_size (int, optional): pairs per batch (per domain with
@@ -167,6 +178,10 @@ class CDRLinkLoader:
             ``(user, item)`` pairs never drawn as negatives (see
             :class:`~cdrgraph.loader.NegativeSampler`); :obj:`None` gives the
             same batches as before. (default: :obj:`None`)
+        num_replicas (int, optional): number of processes sharing each
+            global batch. (default: :obj:`1`)
+        rank (int, optional): which shard this process yields,
+            ``0 <= rank < num_replicas``. (default: :obj:`0`)
 
     Example:
         >>> loader = CDRLinkLoader(train_data, batch_size=2048, num_negatives=1)
@@ -179,7 +194,8 @@ class CDRLinkLoader:
     def __init__(self, data: HeteroData, batch_size: int = 1024, num_negatives: int = 1,
                  domain_policy: str = 'proportional', mode: str = 'full',
                  num_neighbors: Sequence[int] | None = None, shuffle: bool = True, seed: int = 0,
-                 backend: str = 'auto', drop_last: bool = False, exclude_links: Tensor | None = None) -> None:
+                 backend: str = 'auto', drop_last: bool = False, exclude_links: Tensor | None = None,
+                 num_replicas: int = 1, rank: int = 0) -> None:
         if domain_policy not in DOMAIN_POLICIES:
             raise ValueError(f'CDRLinkLoader(domain_policy={domain_policy!r}): choose one of '
                              f'{DOMAIN_POLICIES}')
@@ -189,6 +205,9 @@ class CDRLinkLoader:
             raise ValueError(f'CDRLinkLoader(backend={backend!r}): choose one of {BACKENDS}')
         if int(batch_size) < 1:
             raise ValueError(f'CDRLinkLoader(batch_size={batch_size}): batch_size must be >= 1')
+        if int(num_replicas) < 1 or not 0 <= int(rank) < int(num_replicas):
+            raise ValueError(f'CDRLinkLoader(num_replicas={num_replicas}, rank={rank}): need num_replicas >= 1 '
+                             'and 0 <= rank < num_replicas')
         if int(num_negatives) < 0:
             raise ValueError(f'CDRLinkLoader(num_negatives={num_negatives}): num_negatives must be >= 0')
         split_name = getattr(data, 'split_name', None)
@@ -212,6 +231,8 @@ class CDRLinkLoader:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
         self._epoch = 0
 
         # supervision pairs and labels
@@ -267,7 +288,11 @@ class CDRLinkLoader:
             n = self.sup_index.size(1)
         else:
             n = max(idx.numel() for idx in self.domain_edges)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        steps = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if (self.num_replicas > 1 and self.domain_policy == 'proportional' and steps
+                and n - (steps - 1) * self.batch_size < self.num_replicas):
+            steps -= 1   # the last global batch is too small to shard (skipped)
+        return steps
 
     def _steps(self, gen: torch.Generator) -> list[Tensor]:
         r"""Supervision-edge positions of every step of one epoch."""
@@ -298,18 +323,32 @@ class CDRLinkLoader:
 
     def _iter_epoch(self, epoch: int) -> Iterator[CDRBatch]:
         gen = epoch_generator(self.seed, epoch)
+        if self.num_replicas == 1:
+            for pos in self._steps(gen):
+                yield self._make_batch(pos, gen, gen)
+            return
+        # every rank draws the same global batches; the neighbour sampling of a
+        # rank's shard gets its own stream, so the shared stream stays in step
+        sample_gen = epoch_generator(self.seed * 7919 + self.rank + 1, epoch)
         for pos in self._steps(gen):
-            yield self._make_batch(pos, gen)
+            if pos.numel() < self.num_replicas:
+                continue
+            yield self._make_batch(pos, gen, sample_gen)
 
-    def _make_batch(self, pos: Tensor, gen: torch.Generator) -> CDRBatch:
+    def _make_batch(self, pos: Tensor, gen: torch.Generator, sample_gen: torch.Generator) -> CDRBatch:
         user, item = self.sup_index[0, pos], self.sup_index[1, pos]
         label = None if self.sup_label is None else self.sup_label[pos]
         neg = self.negative_sampler.sample(user, self.sup_domain[pos], self.num_negatives, generator=gen)
+        if self.num_replicas > 1:
+            part = torch.arange(pos.numel()).tensor_split(self.num_replicas)[self.rank]
+            user, item, neg = user[part], item[part], neg[part]
+            label = None if label is None else label[part]
         if self.mode == 'full':
             return CDRBatch.full(self.data, user=user, pos_item=item, neg_item=neg, label=label)
         assert self.sampler is not None
         b = user.numel()
-        graph, n_id, seed_local = self.sampler.sample(user, torch.cat([item, neg.reshape(-1)]), generator=gen)
+        graph, n_id, seed_local = self.sampler.sample(user, torch.cat([item, neg.reshape(-1)]),
+                                                      generator=sample_gen)
         local_items = seed_local[ITEM]
         return CDRBatch(graph=graph, user=seed_local[USER], pos_item=local_items[:b],
                         neg_item=local_items[b:].view(b, self.num_negatives), n_id=n_id, label=label)
@@ -318,9 +357,10 @@ class CDRLinkLoader:
         extra = ''
         n_excl = self.negative_sampler.num_exclude_links
         excl = f', num_exclude_links={n_excl}' if n_excl else ''
+        shard = f', num_replicas={self.num_replicas}, rank={self.rank}' if self.num_replicas > 1 else ''
         if self.mode == 'sampled':
             extra = f', num_neighbors={self.num_neighbors}, backend={self.backend!r}'
         return (f'{self.__class__.__name__}(num_edges={self.sup_index.size(1)}, '
                 f'batch_size={self.batch_size}, '
                 f'num_negatives={self.num_negatives}, domain_policy={self.domain_policy!r}, '
-                f'mode={self.mode!r}{extra}{excl})')
+                f'mode={self.mode!r}{extra}{excl}{shard})')

@@ -12,6 +12,7 @@ r"""Click-through-rate metrics: AUC, GAUC and logloss (MODELS.md §1.4).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -186,6 +187,17 @@ class CTRMetrics:
         self._s.append(s.cpu())
         self._y.append(y.cpu())
         self._g.append(g)
+
+    def merge(self, others: Sequence[CTRMetrics]) -> CTRMetrics:
+        r"""Append the samples of ``others`` (e.g. the other ranks'
+        accumulators, in rank order) to this one; returns ``self``."""
+        for other in others:
+            if other is self:
+                continue
+            self._s.extend(other._s)
+            self._y.extend(other._y)
+            self._g.extend(other._g)
+        return self
 
     def _cat(self) -> tuple[Tensor, Tensor, Tensor]:
         if not self._s:

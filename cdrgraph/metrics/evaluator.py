@@ -181,8 +181,8 @@ class Evaluator:
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
     def __call__(self, score_fn: ScoreFn, data: HeteroData, exclude: Tensor | None = None, *,
-                 domains: Sequence[str] | None = None,
-                 return_rows: bool = False) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
+                 domains: Sequence[str] | None = None, return_rows: bool = False,
+                 distributed: bool = False) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
         r"""Evaluate ``score_fn`` on the held-out pairs of ``data``.
 
         Args:
@@ -197,10 +197,17 @@ class Evaluator:
                 all by default.
             return_rows (bool, optional): also return the per-row (per-user)
                 values as a :class:`pandas.DataFrame`. (default: :obj:`False`)
+            distributed (bool, optional): inside an initialised process group
+                (:mod:`cdrgraph.train.distributed`), score only the rows of
+                the users ``u % world_size == rank`` and merge the metric
+                accumulators and counts of all ranks, so every rank returns
+                the metrics of the whole split (the per-row frame holds this
+                rank's rows). Every rank must make the same call. Without a
+                process group it changes nothing. (default: :obj:`False`)
 
         Scores are computed under :func:`torch.no_grad`.
         """
-        ctx = _Context(data, exclude, domains, self.protocol)
+        ctx = _Context(data, exclude, domains, self.protocol, distributed)
         result: dict[str, float] = {}
         frames: list[pd.DataFrame] = []
         run = {'sampled': self._sampled, 'full': self._full, 'ctr': self._ctr,
@@ -315,7 +322,8 @@ class Evaluator:
             result[f'num_rows/{name}'] = int(rows.numel())
             result[f'num_cold_dropped/{name}'] = num_cold
             result[f'num_short_rows/{name}'] = int((mask.sum(1) < num_neg).sum())
-            if rows.numel() == 0:
+            ctx.sum_counts(result, name, ('num_rows', 'num_cold_dropped', 'num_short_rows'))
+            if result[f'num_rows/{name}'] == 0:
                 continue
             acc = RankingMetrics(self.ks, self.ties, self.idcg)
             for chunk in rows.split(self.chunk_size):
@@ -325,13 +333,14 @@ class Evaluator:
                 scores = self._score_rows(score_fn, users, items, name)
                 self._check_finite(scores, torch.cat([torch.ones_like(m[:, :1]), m], dim=1), score_fn, name)
                 acc.update(scores[:, 0], scores[:, 1:], m)
-            for key, val in acc.compute().items():
+            if rows.numel():
+                frame = pd.DataFrame({key: val.numpy() for key, val in acc.per_row().items()})
+                frame.insert(0, 'item', lab[1, rows].numpy())
+                frame.insert(0, 'user', lab[0, rows].numpy())
+                frame.insert(0, 'domain', name)
+                frames.append(frame)
+            for key, val in ctx.merge(acc).compute().items():
                 result[f'{key}/{name}'] = val
-            frame = pd.DataFrame({key: val.numpy() for key, val in acc.per_row().items()})
-            frame.insert(0, 'item', lab[1, rows].numpy())
-            frame.insert(0, 'user', lab[0, rows].numpy())
-            frame.insert(0, 'domain', name)
-            frames.append(frame)
 
     @torch.no_grad()
     def top_k(self, score_fn: ScoreFn, data: HeteroData, domain: str, exclude: Tensor | None = None,
@@ -412,15 +421,18 @@ class Evaluator:
             for uc, top, tu, ti, counts in self._iter_full(score_fn, ctx, k, name, self.ks[-1], result):
                 acc.update_full(topk_hits(top, torch.stack([tu, ti])), counts)
                 users.append(uc)
-            if not users:
+            ctx.sum_counts(result, name, ('num_users', 'num_rows', 'num_cold_dropped'))
+            if users:
+                frame = pd.DataFrame({key: val.numpy() for key, val in acc.per_row().items()})
+                frame['num_targets'] = frame['num_targets'].astype('int64')
+                frame.insert(0, 'user', torch.cat(users).numpy())
+                frame.insert(0, 'domain', name)
+                frames.append(frame)
+            acc = ctx.merge(acc)
+            if acc.num_rows == 0:
                 continue
             for key, val in acc.compute().items():
                 result[f'{key}/{name}'] = val
-            frame = pd.DataFrame({key: val.numpy() for key, val in acc.per_row().items()})
-            frame['num_targets'] = frame['num_targets'].astype('int64')
-            frame.insert(0, 'user', torch.cat(users).numpy())
-            frame.insert(0, 'domain', name)
-            frames.append(frame)
 
     def _labels(self, ctx: _Context) -> Tensor:
         label = getattr(ctx.store, 'edge_label', None)
@@ -447,7 +459,8 @@ class Evaluator:
         for k, name in ctx.domains:
             rows = ctx.rows_of(k)
             result[f'num_rows/{name}'] = int(rows.numel())
-            if rows.numel() == 0:
+            ctx.sum_counts(result, name, ('num_rows',))
+            if result[f'num_rows/{name}'] == 0:
                 continue
             acc = CTRMetrics(self.ctr_scores, self.gauc_weight)
             for chunk in rows.split(self.chunk_size):
@@ -462,14 +475,17 @@ class Evaluator:
                 self._check_finite(scores, None, score_fn, name)
                 acc.update(scores, y, users)
                 pooled.update(scores, y, users)
-            res = acc.compute()
+            if rows.numel():
+                per = acc.per_user()
+                frames.append(pd.DataFrame({'domain': name, 'user': per.group.numpy(), 'auc': per.auc.numpy(),
+                                            'num_samples': per.num_samples.numpy(),
+                                            'valid': per.valid.numpy()}))
+            res = ctx.merge(acc).compute()
             for key in ('auc', 'gauc', 'logloss'):
                 result[f'{key}/{name}'] = res[key]
             for key in ('num_samples', 'num_gauc_users', 'num_gauc_excluded'):
                 result[f'{key}/{name}'] = res[key]
-            per = acc.per_user()
-            frames.append(pd.DataFrame({'domain': name, 'user': per.group.numpy(), 'auc': per.auc.numpy(),
-                                        'num_samples': per.num_samples.numpy(), 'valid': per.valid.numpy()}))
+        pooled = ctx.merge(pooled)
         if pooled._s:
             res = pooled.compute()
             for key in ('auc', 'gauc', 'logloss', 'num_samples', 'num_gauc_users', 'num_gauc_excluded'):
@@ -487,7 +503,8 @@ class Evaluator:
         for k, name in ctx.domains:
             rows = ctx.rows_of(k)
             result[f'num_rows/{name}'] = int(rows.numel())
-            if rows.numel() == 0:
+            ctx.sum_counts(result, name, ('num_rows',))
+            if result[f'num_rows/{name}'] == 0:
                 continue
             acc = RatingMetrics(self.clip)
             for chunk in rows.split(self.chunk_size):
@@ -495,13 +512,15 @@ class Evaluator:
                 self._check_finite(pred, None, score_fn, name)
                 acc.update(pred, target[chunk])
                 pooled.update(pred, target[chunk])
-            res = acc.compute()
+            if rows.numel():
+                err = acc.per_row()
+                frames.append(pd.DataFrame({'domain': name, 'user': lab[0, rows].numpy(),
+                                            'item': lab[1, rows].numpy(),
+                                            'target': target[rows].double().numpy(), 'error': err.numpy()}))
+            res = ctx.merge(acc).compute()
             result[f'mae/{name}'] = res['mae']
             result[f'rmse/{name}'] = res['rmse']
-            err = acc.per_row()
-            frames.append(pd.DataFrame({'domain': name, 'user': lab[0, rows].numpy(),
-                                        'item': lab[1, rows].numpy(),
-                                        'target': target[rows].double().numpy(), 'error': err.numpy()}))
+        pooled = ctx.merge(pooled)
         if pooled._n:
             res = pooled.compute()
             result['mae/all'] = res['mae']
@@ -525,7 +544,10 @@ class _Context:
     r"""Tensors of one val/test graph that every protocol needs."""
 
     def __init__(self, data: HeteroData, exclude: Tensor | None, domains: Sequence[str] | None,
-                 protocol: str) -> None:
+                 protocol: str, distributed: bool = False) -> None:
+        from cdrgraph.train.distributed import get_rank, get_world_size
+        self.world = get_world_size() if distributed else 1
+        self.rank = get_rank() if distributed else 0
         if (not isinstance(data, HeteroData) or INTERACTS not in data.edge_types
                 or ITEM not in data.node_types):
             raise TypeError(f'Evaluator: expected a cdrgraph HeteroData with {INTERACTS} edges '
@@ -577,7 +599,29 @@ class _Context:
             self.exclude_keys = torch.unique(exclude[0] * self.num_items + exclude[1])
 
     def rows_of(self, k: int) -> Tensor:
-        return (self.pos_dom == k).nonzero().view(-1)
+        r"""Held-out rows of domain ``k`` (of this rank's users when distributed)."""
+        sel = self.pos_dom == k
+        if self.world > 1:
+            sel &= self.lab[0] % self.world == self.rank
+        return sel.nonzero().view(-1)
+
+    def sum_counts(self, result: dict[str, float], name: str, keys: Sequence[str]) -> None:
+        r"""Sum the counts ``<key>/<name>`` of ``result`` over the ranks (distributed only)."""
+        if self.world == 1:
+            return
+        from cdrgraph.train.distributed import all_reduce_sum
+        total = all_reduce_sum([result.get(f'{key}/{name}', 0) for key in keys])
+        for key, val in zip(keys, total, strict=True):
+            result[f'{key}/{name}'] = int(val)
+
+    def merge(self, acc: Any) -> Any:
+        r"""The metric accumulator ``acc`` merged with those of the other ranks
+        (rank order; distributed only)."""
+        if self.world == 1:
+            return acc
+        from cdrgraph.train.distributed import all_gather_object
+        gathered = all_gather_object(acc)
+        return gathered[0].merge(gathered[1:])
 
     def require_neg(self, what: str) -> Tensor:
         if self.neg is None:

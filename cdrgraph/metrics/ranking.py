@@ -339,6 +339,19 @@ class RankingMetrics:
             vals[f'precision@{k}'] = precision_at_k(hits, k)
         self._add(vals)
 
+    def merge(self, others: Sequence[RankingMetrics]) -> RankingMetrics:
+        r"""Append the rows of ``others`` (e.g. the accumulators of the other
+        ranks of a distributed evaluation, in rank order) to this one; returns
+        ``self``."""
+        for other in others:
+            if other is self:
+                continue
+            if other._kind is not None:
+                self._set_kind(other._kind)
+            for key, rows in other._rows.items():
+                self._rows.setdefault(key, []).extend(rows)
+        return self
+
     def per_row(self) -> dict[str, Tensor]:
         r"""Per-row values of every metric (``rank``/``num_targets`` included)."""
         return {k: torch.cat(v) for k, v in self._rows.items()}

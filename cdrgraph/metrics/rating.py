@@ -2,6 +2,7 @@ r"""Rating-prediction metrics: MAE and RMSE, pooled over all test ratings (MODEL
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -74,6 +75,18 @@ class RatingMetrics:
         self._n += err.numel()
         self._rows.append(err)
         return err
+
+    def merge(self, others: Sequence[RatingMetrics]) -> RatingMetrics:
+        r"""Add the errors of ``others`` (e.g. the other ranks'
+        accumulators, in rank order) to this one; returns ``self``."""
+        for other in others:
+            if other is self:
+                continue
+            self._abs += other._abs
+            self._sq += other._sq
+            self._n += other._n
+            self._rows.extend(other._rows)
+        return self
 
     def per_row(self) -> Tensor:
         r"""Signed errors ``ŷ − y`` of every accumulated row."""

@@ -1,7 +1,7 @@
 r"""cdrgraph models (each a :class:`CDRModel`)."""
+from cdrgraph.models._ctr_fields import DomainFields
 from cdrgraph.models.base import CDRModel
 from cdrgraph.models.bi_tgcf import BiTGCF
-from cdrgraph.models._ctr_fields import DomainFields
 from cdrgraph.models.bpr_mf import BPRMF
 from cdrgraph.models.cat_art import CATART, CATARTCompat, CATARTVariant
 from cdrgraph.models.cdtm import CDTM, CDTMOptions

@@ -19,8 +19,8 @@ ITEM_BIAS = 'item_bias'
 #: optional ``z_dict`` key: ``long[I]`` domain of every item (set by :func:`cdrgraph.train.evaluate`
 #: for :meth:`CDRModel.score_rows` when the model's encode does not put it there)
 ITEM_DOMAIN_KEY = 'item_domain'
-_PAIR_CHUNK = 1 << 20
-_ROWS_MATMUL_SPAN = 64   # score_rows: matmul + gather when the rows' item range is <= this × candidates   # pairs per chunk when scoring pair by pair
+_PAIR_CHUNK = 1 << 20   # pairs per chunk when scoring pair by pair
+_ROWS_MATMUL_SPAN = 64   # score_rows: matmul + gather when the rows' item range is <= this × candidates
 _SCORE_CHUNK = 1 << 24  # score-matrix entries per chunk in recommend
 
 

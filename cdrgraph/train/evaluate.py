@@ -77,7 +77,8 @@ def make_score_fn(model: CDRModel, train_data: HeteroData, device: str | torch.d
 
 def evaluate(model: CDRModel, train_data: HeteroData | None, eval_data: HeteroData,
              evaluator: Callable[..., dict[str, Any]], exclude: Tensor | None = None, *,
-             device: str | torch.device = 'cpu', chunk_size: int = 1 << 16) -> dict[str, Any]:
+             device: str | torch.device = 'cpu', chunk_size: int = 1 << 16,
+             distributed: bool = False) -> dict[str, Any]:
     r"""Evaluate ``model`` on a validation or test split graph.
 
     The model encodes the training graph once (``CDRBatch.full(train_data)``,
@@ -101,6 +102,11 @@ def evaluate(model: CDRModel, train_data: HeteroData | None, eval_data: HeteroDa
             (default: :obj:`'cpu'`)
         chunk_size (int, optional): pairs scored per forward call.
             (default: :obj:`65536`)
+        distributed (bool, optional): inside a process group, every rank
+            encodes the graph and scores its share of the users; an
+            :class:`~cdrgraph.metrics.evaluator.Evaluator` then merges the
+            ranks' accumulators (other evaluators run whole on every rank).
+            (default: :obj:`False`)
 
     Returns:
         The evaluator's flat dict, e.g. ``{'ndcg@10/Sport': 0.21, ...}``.
@@ -115,7 +121,9 @@ def evaluate(model: CDRModel, train_data: HeteroData | None, eval_data: HeteroDa
     try:
         graph = eval_data if train_data is None else train_data
         score_fn = make_score_fn(model, graph, device=device, chunk_size=chunk_size)
+        from cdrgraph.metrics.evaluator import Evaluator
+        kwargs = {'distributed': True} if distributed and isinstance(evaluator, Evaluator) else {}
         with torch.no_grad():
-            return dict(evaluator(score_fn, eval_data, exclude=exclude))
+            return dict(evaluator(score_fn, eval_data, exclude=exclude, **kwargs))
     finally:
         model.train(was_training)

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.base import CDRModel
+from cdrgraph.train import distributed as dist_utils
 from cdrgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from cdrgraph.train.early_stopping import EarlyStopping
 from cdrgraph.train.evaluate import evaluate
@@ -121,7 +122,8 @@ def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negati
                           'explicitly or install the complete package') from e
     return CDRLinkLoader(train_data, batch_size=batch_size, num_negatives=num_negatives,
                          domain_policy=domain_policy, mode=mode, num_neighbors=num_neighbors, shuffle=True,
-                         seed=seed, exclude_links=exclude_links)
+                         seed=seed, exclude_links=exclude_links, num_replicas=dist_utils.get_world_size(),
+                         rank=dist_utils.get_rank())
 
 
 class _SparseDenseAdam:
@@ -231,6 +233,17 @@ def fit(
     ``resume=True`` continues from ``last.pt`` and reaches exactly the result
     of an uninterrupted run. Checkpoints load with ``weights_only=True``.
 
+    **Several processes** (``torchrun``, see :mod:`cdrgraph.train.distributed`):
+    inside an initialised process group every rank takes its shard of each
+    global batch of ``batch_size`` pairs, the model trains behind
+    :class:`~torch.nn.parallel.DistributedDataParallel` with each shard's
+    loss weighted by its share of the global batch, validation is sharded by
+    user and merged, and only rank 0 writes checkpoints and shows progress;
+    the result equals a one-process run with the same ``batch_size`` and
+    ``seed`` up to floating-point summation order (for losses that are means
+    over the batch's pairs plus batch-independent terms). A custom
+    ``loader`` must shard itself.
+
     Args:
         model (CDRModel): the model (already built; it is not re-initialised).
         train_data (HeteroData): the train split graph.
@@ -323,6 +336,10 @@ def fit(
     if resume and checkpoint_dir is None:
         raise ValueError('fit: resume=True needs checkpoint_dir')
     name = model.__class__.__name__
+    distributed = dist_utils.is_distributed()
+    world = dist_utils.get_world_size()
+    main_rank = dist_utils.is_main_process()
+    progress = progress and main_rank
     seed_everything(seed)
     model.to(device)
     do_eval = evaluator is not None and val_data is not None
@@ -357,7 +374,7 @@ def fit(
 
     def checkpoint(si: int, epoch: int, optimizer: torch.optim.Optimizer | None, stopper: EarlyStopping,
                    best_state: dict[str, Tensor] | None, stage_done: bool, finished: bool) -> None:
-        if last_path is None:
+        if last_path is None or not main_rank:
             return
         save_checkpoint({
             'version': CHECKPOINT_VERSION, 'fingerprint': fingerprint, 'finished': finished,
@@ -394,7 +411,8 @@ def fit(
             ckpt = None
         if (do_eval and stage in monitored and first_epoch == 0 and
                 (initial_eval if initial_eval is not None else getattr(model, 'initial_eval', False))):
-            metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device))
+            metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device,
+                                      distributed=distributed))
             if monitor not in metrics:
                 raise KeyError(f'fit: monitor {monitor!r} is not among the validation metrics '
                                f'{sorted(metrics)}; set monitor= to one of them')
@@ -403,6 +421,7 @@ def fit(
             best_state = _cpu_state(model)
             result.best_metric[stage], result.best_epoch[stage] = value, -1
             result.history.append({'stage': stage, 'epoch': -1, 'loss': None, 'steps': 0, **metrics})
+        ddp = dist_utils.wrap_ddp(model) if distributed else None
         bar = tqdm(total=n_epochs, initial=first_epoch, desc=f'{name}[{stage}]', disable=not progress,
                    leave=False, dynamic_ncols=True)
         last_epoch = first_epoch - 1
@@ -417,19 +436,28 @@ def fit(
                     break
                 batch = batch.to(device)
                 model.zero_grad(set_to_none=True)
-                loss = model.loss(batch, stage)
+                share = 1.0
+                if ddp is None:
+                    loss = model.loss(batch, stage)
+                else:   # this shard's share of the global batch (DDP averages the ranks' gradients)
+                    n = batch.batch_size
+                    share = n * world / dist_utils.all_reduce_sum([n])[0]
+                    loss = ddp(batch, stage)
                 if not bool(torch.isfinite(loss).all()):
                     raise FloatingPointError(
                         f'{name}: non-finite loss {loss.detach().flatten()[:1].tolist()} in stage {stage!r}, '
                         f'epoch {epoch}, step {step}; lower the learning rate or check the inputs')
-                loss.backward()
+                (loss * share if ddp is not None else loss).backward()
                 optimizer.step()
-                total += float(loss.detach())
+                total += float(loss.detach()) * share / world
                 steps += 1
+            if ddp is not None:   # mean loss of the global batches
+                total = dist_utils.all_reduce_sum([total])[0]
             row: dict[str, Any] = {'stage': stage, 'epoch': epoch,
                                    'loss': total / steps if steps else None, 'steps': steps}
             if do_eval and stage in monitored and ((epoch + 1) % eval_every == 0 or epoch == n_epochs - 1):
-                metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device))
+                metrics = _plain(evaluate(model, train_data, val_data, evaluator, device=device,
+                                          distributed=distributed))
                 if monitor not in metrics:
                     raise KeyError(f'fit: monitor {monitor!r} is not among the validation metrics '
                                    f'{sorted(metrics)}; set monitor= to one of them')
@@ -438,7 +466,7 @@ def fit(
                     best_state = _cpu_state(model)
                     result.best_metric[stage] = value
                     result.best_epoch[stage] = epoch
-                    if checkpoint_dir is not None:
+                    if checkpoint_dir is not None and main_rank:
                         save_checkpoint({'model': best_state, 'stage': stage, 'epoch': epoch,
                                          'monitor': monitor, 'value': value}, osp.join(checkpoint_dir, BEST))
                 row.update(metrics)
@@ -455,6 +483,7 @@ def fit(
             if stopper.should_stop:
                 break
         bar.close()
+        del ddp
         model.zero_grad(set_to_none=True)  # no stale gradients leak into the next stage
         result.stopped_early[stage] = stopper.should_stop
         if best_state is not None:
@@ -464,7 +493,7 @@ def fit(
             result.best_epoch[stage] = last_epoch if last_epoch >= 0 else None
         checkpoint(si, last_epoch, None, stopper, None, stage_done=True, finished=False)
 
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and main_rank:
         checkpoint(len(stages) - 1, -1, None, EarlyStopping(patience=patience), None,
                    stage_done=True, finished=True)
         # the final model (best state of the last stage) for `cdrgraph eval`

@@ -288,3 +288,51 @@ def test_exclude_links_never_drawn(hand_graph, mode):
     assert hits == 6                                             # both rows, every epoch
     with pytest.raises(ValueError, match=r'exclude_links=.*long\[2, E\]'):
         CDRLinkLoader(hand_graph, exclude_links=torch.tensor([0, 1]))
+
+
+# ----------------------------------------------------------------- sharding (multi-process training)
+@pytest.mark.parametrize('policy', ['proportional', 'equal'])
+def test_shards_partition_the_global_batches(graph, policy):
+    one = CDRLinkLoader(graph, batch_size=50, num_negatives=3, domain_policy=policy, seed=4)
+    shards = [CDRLinkLoader(graph, batch_size=50, num_negatives=3, domain_policy=policy, seed=4,
+                            num_replicas=3, rank=r) for r in range(3)]
+    for loader in [one, *shards]:
+        loader.set_epoch(2)
+    ref = list(one)
+    parts = [list(s) for s in shards]
+    assert all(len(p) == len(ref) == len(one) == len(s) for p, s in zip(parts, shards, strict=True))
+    for step, batch in enumerate(ref):
+        pieces = [p[step] for p in parts]
+        # contiguous shards, rank order, near-equal sizes: together exactly the one-process batch
+        assert torch.equal(torch.cat([b.global_user() for b in pieces]), batch.global_user())
+        assert torch.equal(torch.cat([b.global_pos_item() for b in pieces]), batch.global_pos_item())
+        assert torch.equal(torch.cat([b.global_neg_item() for b in pieces]), batch.global_neg_item())
+        sizes = [b.batch_size for b in pieces]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_shards_skip_a_last_batch_smaller_than_the_world(graph):
+    num = int(graph[INTERACTS].edge_index.size(1))
+    bs = num - 1            # two global batches, the last holds one pair
+    for r in range(2):
+        loader = CDRLinkLoader(graph, batch_size=bs, num_replicas=2, rank=r)
+        batches = list(loader)
+        assert len(loader) == len(batches) == 1 and batches[0].batch_size == bs // 2 + (r < bs % 2)
+    assert len(CDRLinkLoader(graph, batch_size=bs)) == 2
+
+
+def test_sampled_shards_hold_their_own_subgraphs(graph):
+    shards = [CDRLinkLoader(graph, batch_size=64, num_negatives=2, mode='sampled', num_neighbors=[3],
+                            num_replicas=2, rank=r, seed=1) for r in range(2)]
+    a, b = next(iter(shards[0])), next(iter(shards[1]))
+    one = next(iter(CDRLinkLoader(graph, batch_size=64, num_negatives=2, seed=1)))
+    assert torch.equal(torch.cat([a.global_user(), b.global_user()]), one.global_user())
+    assert torch.equal(torch.cat([a.global_neg_item(), b.global_neg_item()]), one.global_neg_item())
+    for batch in (a, b):   # local ids of each shard's own subgraph
+        assert set(batch.global_user().tolist()) <= set(batch.n_id['user'].tolist())
+
+
+@pytest.mark.parametrize('replicas, rank', [(0, 0), (2, 2), (2, -1)])
+def test_bad_shard_arguments(graph, replicas, rank):
+    with pytest.raises(ValueError, match='num_replicas'):
+        CDRLinkLoader(graph, num_replicas=replicas, rank=rank)
