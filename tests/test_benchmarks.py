@@ -54,3 +54,27 @@ def test_run_all_quick_writes_every_figure(tmp_path):
     md = (tmp_path / 'suite.md').read_text()
     assert md.startswith('# Benchmark suite (quick)') and 'Load average at start' in md
     assert '| bpr_mf_sparse_samples_per_s |' in md and 'Sport–Cloth' in md
+
+
+@pytest.mark.slow
+def test_bench_scale_small_graph(tmp_path):
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])),
+           'OMP_NUM_THREADS': '1'}
+    out = tmp_path / 'scale.json'
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'benchmarks', 'bench_scale.py'), '--users', '3000',
+                           '--items', '900', '--edges', '30000', '--steps', '3', '--batch-size', '512',
+                           '--eval-users', '300', '--full-users', '100', '--threads', '1',
+                           '--cache', str(tmp_path / 'cache'), '--json', str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    gen = report['generate']
+    assert gen['num_users'] == 3000 and gen['num_items'] == 900
+    assert 0.8 * 30000 < gen['num_edges'] < 1.2 * 30000       # the requested size, approximately
+    assert gen['num_train_edges'] < gen['num_edges'] and gen['num_test_rows'] > 0
+    for model in ('LightGCN', 'UniCDRPlus'):
+        res = report['train'][model]
+        assert 'error' not in res, res
+        assert res['steps'] == 3 and res['s_per_step'] > 0 and res['peak_rss_gb'] > 0
+        assert res['projected_epoch_s'] == pytest.approx(res['s_per_step'] * res['steps_per_epoch'])
+        assert 0 <= res['sampled']['ndcg@10/mean'] <= 1 and res['full']['num_users/d0'] > 0
