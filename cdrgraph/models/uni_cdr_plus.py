@@ -3,6 +3,7 @@ contrastive objective on mixed samples (MODELS.md §4)."""
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.loader.views import train_edge_index, train_edge_mask
 from cdrgraph.models.base import ITEM_DOMAIN_KEY, ZDict
 from cdrgraph.models.uni_cdr import UniCDR, UniCDRCompat, UniCDRConfig, UniCDRContexts
+from cdrgraph.nn.conv._sparse import CSRCacheMixin
 from cdrgraph.nn.conv.item_graph_conv import ItemGraphConv
 from cdrgraph.nn.field_spec import FieldSpec
 from cdrgraph.nn.heads.behavior_tower_head import BehaviorTowerHead
@@ -229,6 +231,13 @@ class _FieldSum(torch.nn.Module):
         return f'{self.__class__.__name__}(vocab={self.vocab.tolist()}, dim={self.bag.embedding_dim})'
 
 
+class _GraphCache(CSRCacheMixin):
+    r"""Holds the last shared-item union graph (weak keys); dropped on pickling and deep copies."""
+
+    def __init__(self) -> None:
+        self._cache: tuple | None = None
+
+
 class UniCDRPlus(UniCDR):
     r"""UniCDR+ from `"A Unified Framework for Cross-Domain Recommendation"
     <https://arxiv.org/abs/2409.04540>`_ (Cao et al., 2024) (MODELS.md §4):
@@ -253,7 +262,11 @@ class UniCDRPlus(UniCDR):
     (:math:`\mathrm{softmax}` of trainable logits initialised to zero, the
     "jk" readout of MODELS.md §4.3). :meth:`encode_layers` returns one z_dict
     per :math:`\mathbf{H}^{(l)}` (user views built from that layer's item
-    table), for depth studies.
+    table), for depth studies. With a shared item table (multi-item-intra)
+    the same operator also propagates :math:`\mathbf{Q}_s` over the union
+    graph of all domains joined through ``item.shared_id``
+    (:meth:`shared_item_layers`), so the shared view sees
+    :math:`\hat{\mathbf{Q}}_s` and every copy of an item gets one row.
 
     **Soft contrastive** (§4.3 (e)). With :math:`\pi` the critic's cyclic
     shift and :math:`\lambda_b \sim \mathrm{Beta}(\beta, \beta)`:
@@ -360,6 +373,9 @@ class UniCDRPlus(UniCDR):
         self.config = config
         #: parameter-free item–item operator, applied ``num_layers`` times (cached CSR across layers and steps)
         self.item_conv = ItemGraphConv()
+        #: the same operator on the shared item table (multi-item-intra): items joined by ``item.shared_id``
+        self.shared_item_conv = ItemGraphConv() if num_shared_items else None
+        self._shared_graph = _GraphCache()
         #: trainable layer logits of ``combine='learned'`` (softmax -> layer weights)
         self.layer_logits = Parameter(torch.zeros(num_layers + 1)) if combine == 'learned' else None
         #: number of behaviours predicted (``1`` for the dot tower)
@@ -408,8 +424,10 @@ class UniCDRPlus(UniCDR):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if getattr(self, 'item_conv', None) is not None:
-            self.item_conv.reset_parameters()
+        for conv in ('item_conv', 'shared_item_conv'):
+            if getattr(self, conv, None) is not None:
+                getattr(self, conv).reset_parameters()
+        self._shared_graph = _GraphCache()
         if getattr(self, 'layer_logits', None) is not None:
             torch.nn.init.zeros_(self.layer_logits)
         for name in ('tower', 'user_features', 'item_features'):
@@ -543,14 +561,60 @@ class UniCDRPlus(UniCDR):
         r""":math:`\hat{\mathbf{Q}}` ``[I_local, h]``: the item GNN's combined output."""
         return self.combine_layers(self.item_layers(batch, iid))
 
+    def _shared_item_graph(self, batch: CDRBatch, inv: Tensor, num_shared: int) -> Tensor:
+        r"""``long[2, E_s]`` (user, local shared row) pairs of the union graph over
+        domains joined through ``item.shared_id`` (de-duplicated); cached for
+        the graph's training edges and ``shared_id`` tensors."""
+        g = batch.graph
+        edge_index = train_edge_index(g)
+        shared = g[ITEM].shared_id
+        c = self._shared_graph._cache
+        if c is not None and c[0]() is edge_index and c[1]() is shared and c[2] == num_shared:
+            return c[3]
+        keys = torch.unique(edge_index[0] * num_shared + inv[edge_index[1]])
+        out = torch.stack([keys // num_shared, keys % num_shared])
+        self._shared_graph._cache = (weakref.ref(edge_index), weakref.ref(shared), num_shared, out)
+        return out
+
+    def shared_item_layers(self, batch: CDRBatch) -> list[Tensor] | None:
+        r"""The ``L + 1`` layers of the shared item table ``[I_local, h]`` of
+        ``batch.graph``'s items (multi-item-intra), :obj:`None` without one.
+        MODELS.md §4.2(b): the item GNN runs on the union graph over domains
+        joined through ``item.shared_id`` (one node per shared item, an edge
+        where a user interacted with any of its copies), so all copies of an
+        item get one propagated row."""
+        base = super().shared_item_table(batch)   # Q_s[shared_id], validated
+        if base is None or not self.num_layers:
+            return None if base is None else [base]
+        assert self.item_shared is not None and self.shared_item_conv is not None
+        uniq, inv = torch.unique(batch.graph[ITEM].shared_id, return_inverse=True)
+        edges = self._shared_item_graph(batch, inv, uniq.numel())
+        num_users = int(batch.graph[USER].num_nodes)
+        x = self.item_shared(uniq)
+        layers = [x]
+        for _ in range(self.num_layers):
+            x = self.shared_item_conv(x, edges, num_users=num_users, item_domain=None)
+            layers.append(x)
+        return [h[inv] for h in layers]
+
+    def shared_item_table(self, batch: CDRBatch) -> Tensor | None:
+        r""":math:`\hat{\mathbf{Q}}_s` ``[I_local, h]``: the combined layers of
+        :meth:`shared_item_layers` (``Q_s[shared_id]`` when ``num_layers=0``)."""
+        layers = self.shared_item_layers(batch)
+        return None if layers is None else self.combine_layers(layers)
+
     def encode_layers(self, batch: CDRBatch) -> list[ZDict]:
         r"""``L + 1`` evaluation z_dicts: for every layer ``l`` the items
-        :math:`\mathbf{H}^{(l)}` and the user views built from them (the
-        contexts are computed once)."""
+        :math:`\mathbf{H}^{(l)}` (and the shared item table's layer ``l``)
+        and the user views built from them (the contexts are computed once)."""
         uid, iid = self._ids(batch)
         contexts = self.contexts(batch, torch.arange(uid.numel(), device=uid.device))
-        return [self._with_item_domain(self.encode_views(uid, items, contexts), batch)
-                for items in self.item_layers(batch, iid)]
+        item_layers = self.item_layers(batch, iid)
+        shared = self.shared_item_layers(batch) or [None] * len(item_layers)
+        if len(shared) == 1 and len(item_layers) > 1:
+            shared = shared * len(item_layers)
+        return [self._with_item_domain(self.encode_views(uid, items, contexts, sh), batch)
+                for items, sh in zip(item_layers, shared, strict=True)]
 
     # ------------------------------------------------------------------ sequential contexts
     def contexts(self, batch: CDRBatch, user: Tensor, domain: Tensor | None = None,

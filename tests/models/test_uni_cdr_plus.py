@@ -922,3 +922,64 @@ def test_target_aware_scores_keep_the_pair_path():
     users = torch.tensor([0, 1])
     pair = model.score(z, users.repeat_interleave(5), items.repeat(2), torch.zeros(10, dtype=torch.long))
     torch.testing.assert_close(model.score_matrix(z, users, items, domain=0), pair.view(2, 5))
+
+
+# ------------------------------------------------------------- item GNN over the shared item table (multi-item-intra)
+def _dense_shared_hat(data):
+    r"""Â over the union graph joined through item.shared_id (one node per shared id), identity without edges."""
+    ei, sid = data[INTERACTS].edge_index, data[ITEM].shared_id
+    S = int(sid.max()) + 1
+    R = np.zeros((int(data[USER].num_nodes), S))
+    R[ei[0].numpy(), sid[ei[1]].numpy()] = 1.0
+    du, di = R.sum(1), R.sum(0)
+    inv_u = np.where(du > 0, 1.0 / np.maximum(du, 1), 0.0)
+    inv_i = np.where(di > 0, 1.0 / np.sqrt(np.maximum(di, 1)), 0.0)
+    A = inv_i[:, None] * (R.T @ (inv_u[:, None] * R)) * inv_i[None, :]
+    return A + np.diag((di == 0).astype(float))
+
+
+@pytest.mark.parametrize('num_layers', [0, 1, 2])
+def test_shared_item_table_propagates_over_the_union_graph(num_layers):
+    train, _, _ = fake_split('no_overlap')                   # users disjoint, items shared via item.shared_id
+    model = _model(train, num_layers=num_layers).double()
+    assert (model.shared_item_conv is not None) and model.num_shared_items == 8
+    batch = CDRBatch.full(train)
+    got = model.shared_item_table(batch).detach().numpy()
+    sid = train[ITEM].shared_id.numpy()
+    qs = model.item_shared.weight.detach().numpy()
+    A, h, acc = _dense_shared_hat(train), qs, qs.copy()
+    for _ in range(num_layers):
+        h = A @ h
+        acc = acc + h
+    expected = (acc / (num_layers + 1))[sid]                  # combine='mean'
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    # every copy of a shared item gets one row, and propagation mixes items across markets
+    for s in np.unique(sid):
+        rows = got[sid == s]
+        assert np.allclose(rows, rows[0])
+    if num_layers:
+        assert not np.allclose(got, qs[sid])
+    # encode_layers: layer l of the shared table feeds the shared view of layer l
+    model.eval()
+    layers = model.encode_layers(batch)
+    assert len(layers) == num_layers + 1
+    cached = model._shared_graph._cache
+    assert num_layers == 0 or cached is not None               # the union graph is built once per graph
+    z = model.encode(batch)
+    if num_layers == 0:
+        torch.testing.assert_close(layers[0][USER], z[USER])
+    else:   # the layers' user views differ only through the item tables: layer 0 is not the combined model
+        assert not torch.allclose(layers[0][USER], z[USER])
+    # pickling / deep copies drop the cached graph
+    import copy
+    import pickle
+    assert copy.deepcopy(model)._shared_graph._cache is None
+    assert pickle.loads(pickle.dumps(model))._shared_graph._cache is None
+
+
+def test_shared_item_gnn_trains_with_gradients_to_the_shared_table():
+    train, _, _ = fake_split('no_overlap')
+    model = _model(train, num_layers=2)
+    batch = full_batch_uniform(train, num_negatives=2, seed=0)
+    model.loss(batch).backward()
+    assert model.item_shared.weight.grad is not None and model.item_shared.weight.grad.abs().sum() > 0
