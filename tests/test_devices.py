@@ -13,6 +13,7 @@ import torch
 
 from cdrgraph.cli.main import main
 from cdrgraph.cli.registry import MODELS
+from cdrgraph.testing.configs import write_fake_config
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -21,22 +22,10 @@ EXTRA = {'LightGCN': {'num_layers': 2}, 'UniCDRPlus': {'num_layers': 1}}
 
 
 def _config(tmp_path, models: list[str]) -> str:
-    lines = [f'  {m}: {{model: {{embedding_dim: {DIM}'
-             + ''.join(f', {k}: {v}' for k, v in EXTRA.get(m, {}).items()) + '}}' for m in models]
-    path = tmp_path / 'devices.yaml'
-    path.write_text(f"""name: devices
-data: {{name: FakeCDRDataset, num_domains: 2, num_users: 80, num_items: 40, avg_degree: 8, seed: 0}}
-split:
-  - {{name: LeaveOneOut, order: time, validation: true, seed: 0}}
-candidates: {{num_negatives: 10, seed: 0, dataset_id: devices}}
-evaluation: {{protocol: sampled, ks: [5], also_full: true}}
-train: {{epochs: 1, lr: 0.01, batch_size: 64, patience: 1}}
-models:
-""" + '\n'.join(lines) + f"""
-seeds: [0]
-cache_dir: {tmp_path / 'cache'}
-""")
-    return str(path)
+    entries = {m: {'model': {'embedding_dim': DIM, **EXTRA.get(m, {})}} for m in models}
+    return write_fake_config(tmp_path / 'devices.yaml', entries, name='devices', num_users=80, num_items=40,
+                             num_candidates=10, ks=(5,), train={'epochs': 1, 'lr': 0.01, 'batch_size': 64,
+                                                                'patience': 1, 'num_negatives': 1})
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from torch.nn import Parameter
 
 from cdrgraph.loader.cdr_batch import CDRBatch
 
-__all__ = ['no_grad', 'snapshot', 'stage_step']
+__all__ = ['no_grad', 'snapshot', 'stage_step', 'train_losses']
 
 
 def no_grad(p: Parameter) -> bool:
@@ -31,3 +31,19 @@ def stage_step(model: torch.nn.Module, batch: CDRBatch, stage: str, lr: float = 
     loss.backward()
     opt.step()
     return loss
+
+
+def train_losses(model: torch.nn.Module, batch: CDRBatch, steps: int = 30, lr: float = 1e-2,
+                 stage: str = 'joint') -> list[float]:
+    r"""``steps`` Adam steps (one optimiser) on ``model.stage_parameters(stage)``
+    with ``model.loss(batch, stage)`` on the same batch; returns the losses
+    before each step (to check that a model can fit a batch)."""
+    opt = torch.optim.Adam(list(model.stage_parameters(stage)), lr=lr)  # type: ignore[operator]
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model.loss(batch, stage)  # type: ignore[operator]
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -9,7 +9,7 @@ from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.cmf import CMF
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import cold_start_split
-from cdrgraph.testing.training import no_grad
+from cdrgraph.testing.training import no_grad, train_losses
 
 
 def rows_of(train, k, n=None):
@@ -98,12 +98,5 @@ def test_recommend_stays_in_domain_and_training_lowers_loss():
     assert out.shape == (batch.batch_size * 3,) and torch.isfinite(out).all()
     top = m.recommend(CDRBatch.full(train), torch.arange(10), domain=1, k=2)
     assert bool((train[ITEM].domain[top] == 1).all())
-    opt = torch.optim.Adam(m.stage_parameters('joint'), lr=0.05)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(m, batch, steps=30, lr=0.05)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.8 * losses[0]

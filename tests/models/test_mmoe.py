@@ -7,6 +7,7 @@ from cdrgraph.models.mmoe import MMoE
 from cdrgraph.models.shared_bottom import SharedBottom
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import fake_split
+from cdrgraph.testing.training import train_losses
 
 
 def setup(seed=0, **kw):
@@ -58,14 +59,7 @@ def test_one_expert_equals_shared_bottom_with_same_bottom():
 
 def test_training_lowers_loss_same_seed_and_repr():
     _, m, batch = setup()
-    opt = torch.optim.Adam(m.stage_parameters('joint'), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(m, batch, steps=30, lr=1e-2)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05
     _, a, _ = setup(seed=1)
     _, b, _ = setup(seed=1)

@@ -8,6 +8,7 @@ from cdrgraph.models.mmoe import MMoE
 from cdrgraph.models.ple import PLE
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import fake_split
+from cdrgraph.testing.training import train_losses
 
 
 def setup(seed=0, **kw):
@@ -55,14 +56,7 @@ def test_no_specific_one_level_equals_mmoe_over_shared_experts():
 def test_two_levels_training_determinism_repr():
     _, m, batch = setup(num_levels=2)
     assert m.levels[0].shared_gate is not None and m.levels[1].shared_gate is None
-    opt = torch.optim.Adam(m.stage_parameters('joint'), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(m, batch, steps=30, lr=1e-2)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05
     _, a, _ = setup(seed=2)
     _, b, _ = setup(seed=2)

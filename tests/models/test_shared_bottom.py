@@ -10,24 +10,13 @@ from cdrgraph.models.shared_bottom import SharedBottom
 from cdrgraph.nn.field_spec import FieldSpec
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import fake_split
+from cdrgraph.testing.training import train_losses
 
 
 def setup(seed=0, **kw):
     train, _, _ = fake_split('overlap')
     torch.manual_seed(seed)
     return train, SharedBottom.from_data(train, **kw), full_batch_uniform(train, num_negatives=2)
-
-
-def train_steps(model, batch, steps=30, lr=1e-2):
-    opt = torch.optim.Adam(model.stage_parameters('joint'), lr=lr)
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = model.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
 
 
 def test_forward_is_tower_of_bottom_of_field_embeddings():
@@ -75,7 +64,7 @@ def test_other_tower_never_changes_domain_predictions():
 
 def test_training_lowers_loss_and_is_deterministic():
     _, m, batch = setup()
-    losses = train_steps(m, batch)
+    losses = train_losses(m, batch)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05
     _, m1, _ = setup(seed=3)
     _, m2, _ = setup(seed=3)

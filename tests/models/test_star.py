@@ -8,6 +8,7 @@ from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.star import STAR
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import fake_split
+from cdrgraph.testing.training import train_losses
 
 
 def setup(seed=0, **kw):
@@ -91,14 +92,7 @@ def test_partitioned_norm_isolates_domains_in_training_and_eval():
 
 def test_training_lowers_loss_same_seed_repr():
     _, m, batch = setup()
-    opt = torch.optim.Adam(m.stage_parameters('joint'), lr=1e-3)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(m, batch, steps=30, lr=1e-3)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0] - 0.05
     _, a, _ = setup(seed=4)
     _, b, _ = setup(seed=4)

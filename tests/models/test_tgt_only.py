@@ -9,6 +9,7 @@ from cdrgraph.loader.cdr_batch import CDRBatch
 from cdrgraph.models.tgt_only import TgtOnly
 from cdrgraph.testing.batches import full_batch_uniform
 from cdrgraph.testing.graphs import cold_start_split
+from cdrgraph.testing.training import train_losses
 
 
 def test_from_data_reads_target_and_repr():
@@ -86,14 +87,7 @@ def test_forward_shape_and_training_lowers_loss():
     m = TgtOnly.from_data(train, embedding_dim=8)
     out = m(batch)
     assert out.shape == (batch.batch_size * 4,) and torch.isfinite(out).all()
-    opt = torch.optim.Adam(m.stage_parameters('joint'), lr=0.05)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = m.loss(batch)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(m, batch, steps=30, lr=0.05)
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.5 * losses[0]
     with pytest.raises(ValueError, match='has no stage'):
         m.loss(batch, 'map')

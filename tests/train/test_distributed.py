@@ -12,6 +12,7 @@ import torch
 from cdrgraph.metrics.ctr import CTRMetrics
 from cdrgraph.metrics.ranking import RankingMetrics
 from cdrgraph.metrics.rating import RatingMetrics
+from cdrgraph.testing.configs import write_fake_config
 from cdrgraph.testing.distributed import fit_in_processes, fit_once
 from cdrgraph.train import distributed as D
 
@@ -52,26 +53,15 @@ def test_two_processes_equal_one_process(tmp_path, model, kwargs, protocol):
 
 @pytest.mark.slow
 def test_torchrun_cli_matches_single_process(tmp_path):
-    cfg = tmp_path / 'tiny.yaml'
-    cfg.write_text(f"""name: tiny_ddp
-data: {{name: FakeCDRDataset, num_domains: 2, num_users: 120, num_items: 60, avg_degree: 8, seed: 0}}
-split:
-  - {{name: LeaveOneOut, order: time, validation: true, seed: 0}}
-candidates: {{num_negatives: 20, seed: 0, dataset_id: tiny_ddp}}
-evaluation: {{protocol: sampled, ks: [5, 10], also_full: true}}
-train: {{epochs: 2, lr: 0.05, batch_size: 100, num_negatives: 2, patience: 5}}
-models:
-  LightGCN: {{model: {{embedding_dim: 8, num_layers: 2}}}}
-seeds: [0]
-cache_dir: {tmp_path / 'cache'}
-""")
+    cfg = write_fake_config(tmp_path / 'tiny.yaml', {'LightGCN': {'model': {'embedding_dim': 8, 'num_layers': 2}}},
+                            name='tiny_ddp')
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                          '-m', 'cdrgraph', 'train', str(cfg), '--out', str(tmp_path / 'ddp')],
+                          '-m', 'cdrgraph', 'train', cfg, '--out', str(tmp_path / 'ddp')],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count('results written to') == 1          # rank 0 reports, rank 1 stays quiet
-    one = subprocess.run([sys.executable, '-m', 'cdrgraph', 'train', str(cfg), '--out', str(tmp_path / 'one')],
+    one = subprocess.run([sys.executable, '-m', 'cdrgraph', 'train', cfg, '--out', str(tmp_path / 'one')],
                          capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     a = pd.read_csv(tmp_path / 'ddp' / 'results.csv')
