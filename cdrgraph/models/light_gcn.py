@@ -58,6 +58,11 @@ class LightGCN(BPRMF):
         item_bias (bool, optional): learn a per-item bias. (default: :obj:`False`)
         combine (str, optional): ``'mean'``, ``'last'`` or ``'learned'``
             layer combination. (default: :obj:`'mean'`)
+        sparse (bool, optional): sparse-gradient tables (as
+            :class:`~cdrgraph.models.bpr_mf.BPRMF`'s): with sampled subgraphs
+            of a large graph a step then touches only the subgraph's rows
+            (:func:`~cdrgraph.train.fit` uses SparseAdam for them).
+            (default: :obj:`False`)
 
     Example:
         >>> model = LightGCN.from_data(train_data, embedding_dim=64, num_layers=3)
@@ -67,13 +72,13 @@ class LightGCN(BPRMF):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 3,
                  weight_decay: float = 1e-4, init_std: float = 0.1, item_bias: bool = False,
-                 combine: str = 'mean') -> None:
+                 combine: str = 'mean', sparse: bool = False) -> None:
         if num_layers < 0:
             raise ValueError(f'LightGCN: num_layers must be >= 0, got {num_layers}')
         if combine not in COMBINE:
             raise ValueError(f'LightGCN: combine must be one of {COMBINE}, got {combine!r}')
         super().__init__(num_users, num_items, embedding_dim=embedding_dim, weight_decay=weight_decay,
-                         item_bias=item_bias, init_std=init_std)
+                         item_bias=item_bias, init_std=init_std, sparse=sparse)
         self.num_layers = num_layers
         self.combine = combine
         #: trainable layer logits of ``combine='learned'`` (softmax -> layer weights)
@@ -83,6 +88,8 @@ class LightGCN(BPRMF):
         self._repr_args: dict[str, Any] = dict(num_users=num_users, num_items=num_items,
                                                embedding_dim=embedding_dim, num_layers=num_layers,
                                                weight_decay=weight_decay, item_bias=item_bias, combine=combine)
+        if self.sparse:
+            self._repr_args['sparse'] = True
 
     def reset_parameters(self) -> None:
         super().reset_parameters()

@@ -113,6 +113,15 @@ class UniCDRConfig:
         ease_max_items (int, optional): largest domain (items) whose dense
             EASE inverse is computed; a larger domain raises a clear error
             (``O(I_k^3)`` time, ``8 I_k^2`` bytes). (default: :obj:`10000`)
+        sparse (bool, optional): sparse-gradient user tables and item table
+            (:class:`torch.nn.Embedding` ``sparse=True``; :func:`~cdrgraph.train.fit`
+            then steps them with :class:`torch.optim.SparseAdam`, which has no
+            weight decay). For graphs with millions of users, where a dense
+            Adam step over the ``(K + 1) U h`` user rows dominates a step.
+            (default: :obj:`False`)
+        encode_chunk (int, optional): users encoded at once by :meth:`UniCDR.encode`
+            (bounds the ``[users, M_test, h]`` context gathers of evaluation).
+            (default: :obj:`65536`)
 
     Example:
         >>> UniCDR.from_data(train, config=UniCDRConfig(max_len=50, eval_max_len=100))
@@ -127,9 +136,13 @@ class UniCDRConfig:
     ease_lambda: float = 50.0
     ease_threshold: float = 0.1
     ease_max_items: int = 10_000
+    sparse: bool = False
+    encode_chunk: int = 65_536
 
     def __post_init__(self) -> None:
         name = self.__class__.__name__
+        if int(self.encode_chunk) < 1:
+            raise ValueError(f'{name}: encode_chunk must be >= 1, got {self.encode_chunk}')
         if self.task not in TASKS:
             raise ValueError(f'{name}: task must be one of {TASKS}, got {self.task!r}')
         if not self.ease_lambda > 0:
@@ -302,11 +315,12 @@ class UniCDR(CDRModel):
         self.compat = compat
         self.stages = ('warmup', 'joint') if warmup else ('joint',)
         #: specific user tables P_k, row k * U + u
-        self.user_specific = torch.nn.Embedding(num_domains * num_users, embedding_dim)
+        self.user_specific = torch.nn.Embedding(num_domains * num_users, embedding_dim, sparse=config.sparse)
         #: shared user table P_s
-        self.user_shared = torch.nn.Embedding(num_users, embedding_dim)
+        self.user_shared = torch.nn.Embedding(num_users, embedding_dim, sparse=config.sparse)
         #: item tables Q_k: the rows of domain k's (contiguous, global) item ids
-        self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
+        self.item_emb = torch.nn.Embedding(num_items, embedding_dim, sparse=config.sparse)
+        self.encode_chunk = config.encode_chunk
         #: shared item table Q_s (multi-item-intra), one row per item.shared_id
         self.item_shared = torch.nn.Embedding(num_shared_items, embedding_dim) if num_shared_items else None
         self.aggs = torch.nn.ModuleList([self._make_aggregator(shared=False) for _ in range(num_domains)])
@@ -699,9 +713,20 @@ class UniCDR(CDRModel):
         ``{'user': [U, K, h], 'item': [I, h]}`` (no interaction or domain
         masking; dropout follows the module's mode)."""
         uid, iid = self._ids(batch)
-        users = torch.arange(uid.numel(), device=uid.device)
-        return self.encode_views(uid, self.item_table(batch, iid), self.contexts(batch, users),
-                                 self.shared_item_table(batch))
+        items, shared = self.item_table(batch, iid), self.shared_item_table(batch)
+        n, step = uid.numel(), max(1, int(self.encode_chunk))
+        if n <= step:
+            users = torch.arange(n, device=uid.device)
+            return self.encode_views(uid, items, self.contexts(batch, users), shared)
+        # users in chunks: the evaluation contexts gather [chunk, M_test, h] per domain, not [U, M_test, h]
+        parts = [self.encode_views(uid[lo:lo + step], items,
+                                   self.contexts(batch, torch.arange(lo, min(lo + step, n), device=uid.device)),
+                                   shared) for lo in range(0, n, step)]
+        return {key: torch.cat([p[key] for p in parts]) if key in self.user_keys else val
+                for key, val in parts[0].items()}
+
+    #: keys of :meth:`encode_views` whose rows are the encoded users (concatenated over encode chunks)
+    user_keys: tuple[str, ...] = (USER,)
 
     def encode_views(self, uid: Tensor, items: Tensor, contexts: UniCDRContexts,
                      shared_items: Tensor | None = None) -> ZDict:

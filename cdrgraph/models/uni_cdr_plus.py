@@ -851,6 +851,8 @@ class UniCDRPlus(UniCDR):
         return out
 
     # ------------------------------------------------------------------ prediction tower
+    user_keys = (USER, 'di_uid', 'di_index', 'di_mask', 'di_cold')
+
     def encode(self, batch: CDRBatch) -> ZDict:
         r"""UniCDR's evaluation z_dict (:meth:`UniCDR.encode`); with
         ``tower='mlp'`` also ``'item_domain'`` (the tower's domain input)."""

@@ -179,3 +179,30 @@ def test_combine_last_and_learned():
     assert "combine='learned'" in repr(learned)
     with pytest.raises(ValueError, match='combine'):
         LightGCN.from_data(data, combine='sum')
+
+
+def test_sparse_tables_on_sampled_subgraphs_equal_dense():
+    from cdrgraph.loader.link_loader import CDRLinkLoader
+    from cdrgraph.train.fit import _make_optimizer
+    data = two_domain_graph()
+    batch = next(iter(CDRLinkLoader(data, batch_size=4, num_negatives=2, mode='sampled', num_neighbors=[2, 2],
+                                    seed=0)))
+    torch.manual_seed(0)
+    dense = LightGCN.from_data(data, embedding_dim=4, num_layers=2)
+    torch.manual_seed(0)
+    sparse = LightGCN.from_data(data, embedding_dim=4, num_layers=2, sparse=True)
+    assert 'sparse=True' in repr(sparse) and 'sparse' not in repr(dense)
+    torch.testing.assert_close(dense.loss(batch), sparse.loss(batch))
+    dense.loss(batch).backward()
+    sparse.loss(batch).backward()
+    g = sparse.user_emb.weight.grad
+    assert g.is_sparse
+    # only the sampled subgraph's rows carry a gradient, with the dense values
+    rows = g.coalesce().indices()[0].unique()
+    assert set(rows.tolist()) <= set(batch.n_id[USER].tolist())
+    torch.testing.assert_close(g.to_dense(), dense.user_emb.weight.grad)
+    opt = _make_optimizer(sparse, list(sparse.parameters()), lr=0.01, weight_decay=0.0)
+    before = sparse.user_emb.weight.detach().clone()
+    opt.step()
+    changed = (sparse.user_emb.weight != before).any(1).nonzero().view(-1)
+    assert set(changed.tolist()) == set(rows.tolist())

@@ -58,8 +58,8 @@ def test_repr_reset_and_errors():
     assert repr(model) == ("UniCDRPlus(num_users=8, num_items=14, num_domains=2, embedding_dim=8, "
                            "aggregator='mean', num_layers=1, combine='mean', dropout=0.3, warmup=False)")
     assert 'config=UniCDRPlusConfig(max_len=10, eval_max_len=50, mask_rate=0.1, lambda_a=0.5, lambda_loss=0.4, ' \
-           "task='intra', ease_lambda=50.0, ease_threshold=0.1, ease_max_items=10000, item_graph='intra', " \
-           'beta=1.0, gamma=0.0, seq_len=50' in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
+           "task='intra', ease_lambda=50.0, ease_threshold=0.1, ease_max_items=10000, sparse=False, " \
+           "encode_chunk=65536, item_graph='intra', beta=1.0, gamma=0.0, seq_len=50" in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
     assert 'compat=UniCDRCompat(' in repr(_model(train, compat=UniCDRCompat.reference()))
     assert model.num_layers == 1 and model.layer_logits is None
     assert model.max_len == 10 and model.lambda_loss == 0.4 and model.compat == UniCDRCompat()
@@ -983,3 +983,38 @@ def test_shared_item_gnn_trains_with_gradients_to_the_shared_table():
     batch = full_batch_uniform(train, num_negatives=2, seed=0)
     model.loss(batch).backward()
     assert model.item_shared.weight.grad is not None and model.item_shared.weight.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------- large graphs: chunked encoding, sparse tables
+@pytest.mark.parametrize('aggregator', ['user_attention', 'sequential', 'deep_interest'])
+def test_chunked_encode_equals_one_chunk(aggregator):
+    data = overlap_graph()
+    whole = _model(data, num_layers=1, aggregator=aggregator).eval()
+    chunked = _model(data, num_layers=1, aggregator=aggregator,
+                     config=UniCDRPlusConfig(encode_chunk=2)).eval()
+    chunked.load_state_dict(whole.state_dict())
+    batch = CDRBatch.full(data)
+    a, b = whole.encode(batch), chunked.encode(batch)
+    assert set(a) == set(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    users, items = torch.arange(6).repeat_interleave(3), torch.arange(18) % int(data[ITEM].num_nodes)
+    dom = data[ITEM].domain[items]
+    torch.testing.assert_close(whole.score(a, users, items, dom), chunked.score(b, users, items, dom), rtol=0,
+                               atol=0)
+    with pytest.raises(ValueError, match='encode_chunk'):
+        UniCDRPlusConfig(encode_chunk=0)
+
+
+def test_sparse_tables_train_with_sparse_adam():
+    from cdrgraph.train.fit import _make_optimizer
+    data = overlap_graph()
+    model = _model(data, num_layers=1, config=UniCDRPlusConfig(sparse=True))
+    assert model.user_specific.sparse and model.user_shared.sparse and model.item_emb.sparse
+    batch = full_batch_uniform(data, num_negatives=2, seed=0)
+    model.loss(batch).backward()
+    assert model.user_specific.weight.grad.is_sparse and model.item_emb.weight.grad.is_sparse
+    opt = _make_optimizer(model, list(model.parameters()), lr=0.01, weight_decay=0.0)
+    before = model.user_shared.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(before, model.user_shared.weight)
