@@ -59,7 +59,8 @@ def test_repr_reset_and_errors():
                            "aggregator='mean', num_layers=1, combine='mean', dropout=0.3, warmup=False)")
     assert 'config=UniCDRPlusConfig(max_len=10, eval_max_len=50, mask_rate=0.1, lambda_a=0.5, lambda_loss=0.4, ' \
            "task='intra', ease_lambda=50.0, ease_threshold=0.1, ease_max_items=10000, sparse=False, " \
-           "encode_chunk=65536, item_graph='intra', beta=1.0, gamma=0.0, seq_len=50" in repr(_model(train, config=UniCDRPlusConfig.unicdr()))
+           "encode_chunk=65536, item_graph='intra', beta=1.0, gamma=0.0, seq_len=50" in \
+           repr(_model(train, config=UniCDRPlusConfig.unicdr()))
     assert 'compat=UniCDRCompat(' in repr(_model(train, compat=UniCDRCompat.reference()))
     assert model.num_layers == 1 and model.layer_logits is None
     assert model.max_len == 10 and model.lambda_loss == 0.4 and model.compat == UniCDRCompat()
