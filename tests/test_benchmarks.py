@@ -78,3 +78,28 @@ def test_bench_scale_small_graph(tmp_path):
         assert res['steps'] == 3 and res['s_per_step'] > 0 and res['peak_rss_gb'] > 0
         assert res['projected_epoch_s'] == pytest.approx(res['s_per_step'] * res['steps_per_epoch'])
         assert 0 <= res['sampled']['ndcg@10/mean'] <= 1 and res['full']['num_users/d0'] > 0
+
+
+def test_merge_depth_runs(tmp_path):
+    import importlib.util
+
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location('merge_depth', osp.join(ROOT, 'benchmarks', 'merge_depth.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cols = ['model', 'combine', 'num_layers', 'seed', 'protocol', 'metric', 'domain', 'value']
+    scols = ['model', 'combine', 'num_layers', 'seed', 'layer', 'metric', 'domain', 'value']
+    for mode, layers in (('mean', [0, 1, 2]), ('last', [1, 2])):
+        d = tmp_path / mode
+        d.mkdir()
+        pd.DataFrame([['M', mode, L, 0, 'sampled', 'ndcg@10', dom, 0.1 * L + (dom == 'b') * 0.01]
+                      for L in layers for dom in ('a', 'b', 'mean')], columns=cols).to_csv(d / 'depth_metrics.csv',
+                                                                                          index=False)
+        pd.DataFrame([['M', mode, 2, 0, layer, 'mad_item', 'a', 1.0 - 0.1 * layer] for layer in range(3)],
+                     columns=scols).to_csv(d / 'depth_smoothness.csv', index=False)
+    figs = mod.merge([str(tmp_path / 'mean'), str(tmp_path / 'last')], str(tmp_path / 'out'))
+    assert all(osp.getsize(f) > 1000 for f in figs)
+    merged = pd.read_csv(tmp_path / 'out' / 'depth_metrics.csv')
+    assert len(merged) == 15 and set(merged['combine']) == {'mean', 'last'}
+    with pytest.raises(ValueError, match='several folders'):
+        mod.merge([str(tmp_path / 'mean'), str(tmp_path / 'mean')], str(tmp_path / 'again'))
