@@ -137,7 +137,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     steps_per_epoch = -(-int(train_g['user', 'interacts', 'item'].edge_index.size(1)) // args.batch_size)
     t = time.perf_counter()
     result = fit(model, train_g, None, epochs=1, lr=args.lr, batch_size=args.batch_size, num_negatives=1,
-                 mode='sampled', num_neighbors=args.fanout, max_steps_per_epoch=args.steps, seed=0,
+                 mode='sampled', num_neighbors=args.fanout, sampler_backend=args.sampler,
+                 max_steps_per_epoch=args.steps, seed=0,
                  progress=False)
     train_s = time.perf_counter() - t
     steps = result.history[-1]['steps']
@@ -190,9 +191,12 @@ def main() -> None:
     parser.add_argument('--batch-size', type=int, default=4096)
     parser.add_argument('--fanout', type=int, nargs='+', default=[10, 5])
     parser.add_argument('--lr', type=float, default=0.005)
+    parser.add_argument('--sampler', choices=['auto', 'pyg', 'csr'], default='auto',
+                        help="fit(sampler_backend=...): PyG's NeighborSampler or cdrgraph's CSR sampler")
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--cache', default='~/.cache/cdrgraph/scale')
     parser.add_argument('--json', default=osp.join(HERE, 'results', 'scale.json'))
+    parser.add_argument('--tag', default='', help='suffix of the model keys in the report (e.g. -csr)')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,14 +213,15 @@ def main() -> None:
         for key in ('users', 'items', 'edges', 'domains', 'candidates', 'eval_users', 'full_users', 'steps',
                     'batch_size', 'lr', 'cache'):
             cmd += [f'--{key.replace("_", "-")}', str(getattr(args, key))]
-        cmd += ['--user-overlap', str(args.user_overlap), '--fanout', *map(str, args.fanout)]
+        cmd += ['--user-overlap', str(args.user_overlap), '--sampler', args.sampler,
+                '--fanout', *map(str, args.fanout)]
         if args.threads:
             cmd += ['--threads', str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith('RESULT ')]
         print('\n'.join(lines))
         res = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-        report['train'][m] = json.loads(res[-1][7:]) if res else {'error': proc.stderr[-2000:]}
+        report['train'][m + args.tag] = json.loads(res[-1][7:]) if res else {'error': proc.stderr[-2000:]}
         if not res:
             print(f'{m} failed:\n{proc.stderr[-2000:]}')
     os.makedirs(osp.dirname(args.json), exist_ok=True)

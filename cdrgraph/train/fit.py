@@ -114,7 +114,7 @@ def _exclude_links(model: CDRModel) -> Tensor | None:
 
 def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negatives: int,
                   domain_policy: str, mode: str, num_neighbors: Any,
-                  exclude_links: Tensor | None = None) -> Iterable[CDRBatch]:
+                  exclude_links: Tensor | None = None, backend: str = 'auto') -> Iterable[CDRBatch]:
     try:
         from cdrgraph.loader.link_loader import CDRLinkLoader
     except ImportError as e:  # pragma: no cover - depends on the loader module being present
@@ -122,6 +122,7 @@ def _build_loader(train_data: HeteroData, seed: int, batch_size: int, num_negati
                           'explicitly or install the complete package') from e
     return CDRLinkLoader(train_data, batch_size=batch_size, num_negatives=num_negatives,
                          domain_policy=domain_policy, mode=mode, num_neighbors=num_neighbors, shuffle=True,
+                         backend=backend,
                          seed=seed, exclude_links=exclude_links, num_replicas=dist_utils.get_world_size(),
                          rank=dist_utils.get_rank())
 
@@ -194,6 +195,7 @@ def fit(
     domain_policy: str = 'proportional',
     mode: str = 'full',
     num_neighbors: list[int] | None = None,
+    sampler_backend: str = 'auto',
     stage_epochs: dict[str, int] | None = None,
     stages: Sequence[str] | None = None,
     monitored_stages: Sequence[str] | None = None,
@@ -260,6 +262,11 @@ def fit(
         mode (str, optional): ``'full'`` graph or ``'sampled'`` subgraphs.
             (default: :obj:`'full'`)
         num_neighbors (list[int], optional): fan-out per hop in sampled mode.
+        sampler_backend (str, optional): neighbour sampler of sampled mode,
+            ``'auto'``, ``'pyg'`` or ``'csr'`` (see
+            :class:`~cdrgraph.loader.link_loader.CDRLinkLoader`; the suite
+            measured the vectorised ``'csr'`` sampler 4x faster than PyG's
+            without pyg-lib). (default: :obj:`'auto'`)
         stage_epochs (dict[str, int], optional): epochs of particular stages,
             overriding ``epochs``.
         stages (list[str], optional): run only these of ``model.stages``
@@ -399,7 +406,7 @@ def fit(
         optimizer = _make_optimizer(model, params, lr, weight_decay)
         batches = loader if loader is not None else _build_loader(
             train_data, seed, batch_size, num_negatives, domain_policy, mode, num_neighbors,
-            _exclude_links(model))
+            _exclude_links(model), sampler_backend)
         best_state: dict[str, Tensor] | None = None
         first_epoch = 0
         if ckpt is not None and si == start_stage:

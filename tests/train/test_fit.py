@@ -335,3 +335,17 @@ def test_fit_passes_unicdr_ease_pseudo_links(monkeypatch):
     assert pseudo.numel() > 0
     assert torch.equal(got[0], pseudo)
     assert got[1] is None                                       # the mean aggregator has no pseudo-positives
+
+
+def test_sampler_backend_reaches_the_loader():
+    from cdrgraph.datasets import FakeCDRDataset
+    from cdrgraph.models import LightGCN
+    data = FakeCDRDataset(num_users=60, num_items=30, seed=0)[0]
+    for backend in ('csr', 'pyg'):
+        torch.manual_seed(0)
+        model = LightGCN.from_data(data, embedding_dim=4, num_layers=2)
+        res = fit(model, data, epochs=1, batch_size=64, mode='sampled', num_neighbors=[3, 3],
+                  sampler_backend=backend, progress=False)
+        assert res.history[0]['steps'] > 0 and res.history[0]['loss'] > 0
+    with pytest.raises(ValueError, match="backend='bogus'"):
+        fit(model, data, epochs=1, mode='sampled', sampler_backend='bogus', progress=False)
