@@ -46,7 +46,10 @@ class DACDROptions:
         history_before_target (bool, optional): the temporal guard: the
             history of a sample at time :math:`\tau` holds only source items
             with time :math:`< \tau`. :obj:`None`: on whenever the graph has
-            ``interacts.time`` (§8.5). (default: :obj:`None`)
+            real ``interacts.time`` (§8.5), off when the times are only file
+            positions (``data.time_is_file_order``, e.g. Douban: positions in
+            two files do not order a source item before a target one).
+            (default: :obj:`None`)
         include_no_history (bool, optional): also train on samples whose
             source sequence is empty. (default: :obj:`False`)
         predictor_channels (tuple[int, ...], optional): hidden widths of the
@@ -392,8 +395,14 @@ class DACDR(CDRModel):
         rating = getattr(store, 'rating', None)
         rating = None if rating is None else rating.cpu()
         guard = self.options.history_before_target
+        file_order = bool(getattr(data, 'time_is_file_order', False))
         if guard is None:
-            guard = time is not None
+            # row positions in per-domain files (Douban) are not comparable across domains: no guard
+            guard = time is not None and not file_order
+        elif guard and time is not None and file_order:
+            warnings.warn(f'{name}: history_before_target=True on a graph whose interacts.time is the file order '
+                          '(data.time_is_file_order): source and target positions come from different files, '
+                          'so the cut is arbitrary', stacklevel=2)
         elif guard and time is None:
             warnings.warn(f'{name}: history_before_target=True needs interacts.time; the graph has none, so the '
                           'histories are not cut', stacklevel=2)

@@ -382,3 +382,17 @@ def test_multiple_target_domains_and_user_ids_checked():
                    n_id={USER: batch.n_id[USER] + 100, ITEM: batch.n_id[ITEM]})
     with pytest.raises(ValueError, match='user id'):
         m(bad)
+
+
+def test_no_temporal_guard_when_times_are_file_positions():
+    # Douban stores row positions of two separate files as `time`: they do not order a source item before a
+    # target one, so the guard stays off by default (it removed every history at beta = 0.8 before)
+    train, _, test = interleaved_split()
+    train.time_is_file_order = True
+    m = DACDR.from_data(train, eval_data=test)
+    assert not m.history_guard
+    z = m.encode(CDRBatch.full(train))
+    assert z['history_index'][3][z['history_mask'][3]].tolist() == [3, 0]     # the whole source history
+    with pytest.warns(UserWarning, match='file order'):
+        forced = DACDR.from_data(train, eval_data=test, options=DACDROptions(history_before_target=True))
+    assert forced.history_guard
