@@ -209,14 +209,8 @@ def main() -> None:
     report: dict[str, Any] = {'config': {k: v for k, v in vars(args).items() if k not in ('phase', 'model')},
                               'threads': torch.get_num_threads(), 'generate': generate(args), 'train': {}}
     for m in args.models:
-        cmd = [sys.executable, __file__, '--phase', 'train', '--model', m]
-        for key in ('users', 'items', 'edges', 'domains', 'candidates', 'eval_users', 'full_users', 'steps',
-                    'batch_size', 'lr', 'cache'):
-            cmd += [f'--{key.replace("_", "-")}', str(getattr(args, key))]
-        cmd += ['--user-overlap', str(args.user_overlap), '--sampler', args.sampler,
-                '--fanout', *map(str, args.fanout)]
-        if args.threads:
-            cmd += ['--threads', str(args.threads)]
+        # the child sees this run's arguments (the last --phase/--model win)
+        cmd = [sys.executable, __file__, *sys.argv[1:], '--phase', 'train', '--model', m]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith('RESULT ')]
         print('\n'.join(lines))

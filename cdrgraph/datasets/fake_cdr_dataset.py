@@ -243,52 +243,15 @@ class FakeCDRDataset(InMemoryDataset):
         users, items, doms, affinity = [], [], [], []
         for k, n in enumerate(self.num_items):
             uk = torch.as_tensor(np.flatnonzero(active[:, k]))
-            if self.num_candidates is not None:
-                lrow_t, col_t, lat_t = self._draw_from_candidates(
-                    pref[:, k], uk, q_list[k], log_pop[k], self._degrees(activity[uk.numpy()],
-                                                                         min(n, self.num_candidates)), gen)
-                users.append(uk[lrow_t])
-                items.append(col_t)
-                doms.append(torch.full_like(col_t, k))
-                affinity.append(lat_t)
-                continue
-            deg = torch.as_tensor(self._degrees(activity[uk.numpy()], n))
-            lrow, col, lat_e = [], [], []
-            best_val = torch.full((n,), -math.inf)
-            best_row = torch.zeros(n, dtype=torch.long)
-            chunk = max(1, (1 << 22) // max(n, 1))
-            for lo in range(0, uk.numel(), chunk):
-                hi = min(lo + chunk, uk.numel())
-                lat = pref[uk[lo:hi], k] @ q_list[k].t() / math.sqrt(D)        # [chunk, n]
-                gumbel = -torch.empty_like(lat).exponential_(generator=gen).log()
-                noisy = SCALE * lat + log_pop[k] + gumbel
-                d = deg[lo:hi]
-                top = noisy.topk(int(d.max()), dim=1).indices
-                keep = torch.arange(top.size(1)).unsqueeze(0) < d.unsqueeze(1)
-                r = torch.arange(hi - lo).unsqueeze(1).expand_as(top)[keep]
-                c = top[keep]
-                lrow.append(r + lo)
-                col.append(c)
-                lat_e.append(lat[r, c])
-                val, arg = noisy.max(dim=0)
-                better = val > best_val
-                best_val = torch.where(better, val, best_val)
-                best_row = torch.where(better, arg + lo, best_row)
-            lrow_t, col_t, lat_t = torch.cat(lrow), torch.cat(col), torch.cat(lat_e)
-            # every item gets at least one interaction: its best-scoring user
-            covered = torch.zeros(n, dtype=torch.bool)
-            covered[col_t] = True
-            missing = (~covered).nonzero().view(-1)
-            if missing.numel():
-                extra = best_row[missing]
-                lat_m = (pref[uk[extra], k] * q_list[k][missing]).sum(-1) / math.sqrt(D)
-                lrow_t = torch.cat([lrow_t, extra])
-                col_t = torch.cat([col_t, missing])
-                lat_t = torch.cat([lat_t, lat_m])
-            row, col = uk[lrow_t], col_t
-            users.append(row)
-            items.append(col)
-            doms.append(torch.full_like(col, k))
+            if self.num_candidates is None:
+                deg = self._degrees(activity[uk.numpy()], n)
+                lrow_t, col_t, lat_t = self._draw_dense(pref[:, k], uk, q_list[k], log_pop[k], deg, gen)
+            else:
+                deg = self._degrees(activity[uk.numpy()], min(n, self.num_candidates))
+                lrow_t, col_t, lat_t = self._draw_from_candidates(pref[:, k], uk, q_list[k], log_pop[k], deg, gen)
+            users.append(uk[lrow_t])
+            items.append(col_t)
+            doms.append(torch.full_like(col_t, k))
             affinity.append(lat_t)
         user = torch.cat(users)
         item = torch.cat(items)
@@ -340,6 +303,52 @@ class FakeCDRDataset(InMemoryDataset):
                   'item_log_popularity': torch.cat(log_pop)}
         return data, id_maps, latent
 
+    @staticmethod
+    def _take_top(noisy: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``(row, column)`` of the ``d[row]`` largest entries of every row of ``noisy``."""
+        top = noisy.topk(int(d.max()), dim=1).indices
+        keep = torch.arange(top.size(1)).unsqueeze(0) < d.unsqueeze(1)
+        return torch.arange(noisy.size(0)).unsqueeze(1).expand_as(top)[keep], top[keep]
+
+    def _cover(self, pref_k: Tensor, uk: Tensor, q: Tensor, lrow: Tensor, col: Tensor, lat: Tensor,
+               fallback: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Every item gets at least one interaction: the items no drawn edge
+        reached get the row ``fallback(missing)`` of ``uk``."""
+        covered = torch.zeros(q.size(0), dtype=torch.bool)
+        covered[col] = True
+        missing = (~covered).nonzero().view(-1)
+        if not missing.numel():
+            return lrow, col, lat
+        extra = fallback(missing)
+        lat_m = (pref_k[uk[extra]] * q[missing]).sum(-1) / math.sqrt(self.embedding_dim)
+        return torch.cat([lrow, extra]), torch.cat([col, missing]), torch.cat([lat, lat_m])
+
+    def _draw_dense(self, pref_k: Tensor, uk: Tensor, q: Tensor, log_pop: Tensor, degrees: np.ndarray,
+                    gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(row in uk, item, latent affinity)`` of one domain: Gumbel top-k
+        over every item (exact); uncovered items go to their best-scoring user."""
+        n = q.size(0)
+        deg = torch.as_tensor(degrees)
+        lrow, col, lat_e = [], [], []
+        best_val = torch.full((n,), -math.inf)
+        best_row = torch.zeros(n, dtype=torch.long)
+        chunk = max(1, (1 << 22) // max(n, 1))
+        for lo in range(0, uk.numel(), chunk):
+            hi = min(lo + chunk, uk.numel())
+            lat = pref_k[uk[lo:hi]] @ q.t() / math.sqrt(self.embedding_dim)        # [chunk, n]
+            gumbel = -torch.empty_like(lat).exponential_(generator=gen).log()
+            noisy = SCALE * lat + log_pop + gumbel
+            r, c = self._take_top(noisy, deg[lo:hi])
+            lrow.append(r + lo)
+            col.append(c)
+            lat_e.append(lat[r, c])
+            val, arg = noisy.max(dim=0)
+            better = val > best_val
+            best_val = torch.where(better, val, best_val)
+            best_row = torch.where(better, arg + lo, best_row)
+        return self._cover(pref_k, uk, q, torch.cat(lrow), torch.cat(col), torch.cat(lat_e),
+                           lambda missing: best_row[missing])
+
     def _draw_from_candidates(self, pref_k: Tensor, uk: Tensor, q: Tensor, log_pop: Tensor, degrees: np.ndarray,
                               gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         r"""``(row in uk, item, latent affinity)`` of one domain drawn from
@@ -360,24 +369,13 @@ class FakeCDRDataset(InMemoryDataset):
             lat = torch.bmm(q[cand], pref_k[uk[lo:hi]].unsqueeze(-1)).squeeze(-1) / math.sqrt(D)   # [chunk, C]
             gumbel = -torch.empty_like(lat).exponential_(generator=gen).log()
             noisy = (SCALE * lat + gumbel).masked_fill(dup, -math.inf)
-            d = torch.minimum(deg[lo:hi], (~dup).sum(1))
-            top = noisy.topk(int(d.max()), dim=1).indices
-            keep = torch.arange(top.size(1)).unsqueeze(0) < d.unsqueeze(1)
-            r = torch.arange(hi - lo).unsqueeze(1).expand_as(top)[keep]
-            c = top[keep]
+            r, c = self._take_top(noisy, torch.minimum(deg[lo:hi], (~dup).sum(1)))
             lrow.append(r + lo)
             col.append(cand[r, c])
             lat_e.append(lat[r, c])
-        lrow_t, col_t, lat_t = torch.cat(lrow), torch.cat(col), torch.cat(lat_e)
-        # every item gets at least one interaction: a random active user of the domain
-        covered = torch.zeros(n, dtype=torch.bool)
-        covered[col_t] = True
-        missing = (~covered).nonzero().view(-1)
-        if missing.numel():
-            extra = torch.randint(uk.numel(), (missing.numel(),), generator=gen)
-            lat_m = (pref_k[uk[extra]] * q[missing]).sum(-1) / math.sqrt(D)
-            lrow_t, col_t, lat_t = torch.cat([lrow_t, extra]), torch.cat([col_t, missing]), torch.cat([lat_t, lat_m])
-        return lrow_t, col_t, lat_t
+        # items no candidate list reached: a random active user of the domain
+        return self._cover(pref_k, uk, q, torch.cat(lrow), torch.cat(col), torch.cat(lat_e),
+                           lambda missing: torch.randint(uk.numel(), (missing.numel(),), generator=gen))
 
     def _degrees(self, activity: np.ndarray, num_items: int) -> np.ndarray:
         lo = min(MIN_DEGREE, num_items)

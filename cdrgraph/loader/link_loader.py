@@ -323,17 +323,12 @@ class CDRLinkLoader:
 
     def _iter_epoch(self, epoch: int) -> Iterator[CDRBatch]:
         gen = epoch_generator(self.seed, epoch)
-        if self.num_replicas == 1:
-            for pos in self._steps(gen):
-                yield self._make_batch(pos, gen, gen)
-            return
-        # every rank draws the same global batches; the neighbour sampling of a
-        # rank's shard gets its own stream, so the shared stream stays in step
-        sample_gen = epoch_generator(self.seed * 7919 + self.rank + 1, epoch)
+        # with several ranks every rank draws the same global batches; the neighbour
+        # sampling of a rank's shard gets its own stream, so the shared stream stays in step
+        sample_gen = gen if self.num_replicas == 1 else epoch_generator(self.seed * 7919 + self.rank + 1, epoch)
         for pos in self._steps(gen):
-            if pos.numel() < self.num_replicas:
-                continue
-            yield self._make_batch(pos, gen, sample_gen)
+            if pos.numel() >= self.num_replicas:   # a global batch too small to shard is skipped
+                yield self._make_batch(pos, gen, sample_gen)
 
     def _make_batch(self, pos: Tensor, gen: torch.Generator, sample_gen: torch.Generator) -> CDRBatch:
         user, item = self.sup_index[0, pos], self.sup_index[1, pos]

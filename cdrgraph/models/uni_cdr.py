@@ -715,13 +715,12 @@ class UniCDR(CDRModel):
         uid, iid = self._ids(batch)
         items, shared = self.item_table(batch, iid), self.shared_item_table(batch)
         n, step = uid.numel(), max(1, int(self.encode_chunk))
-        if n <= step:
-            users = torch.arange(n, device=uid.device)
-            return self.encode_views(uid, items, self.contexts(batch, users), shared)
         # users in chunks: the evaluation contexts gather [chunk, M_test, h] per domain, not [U, M_test, h]
         parts = [self.encode_views(uid[lo:lo + step], items,
                                    self.contexts(batch, torch.arange(lo, min(lo + step, n), device=uid.device)),
-                                   shared) for lo in range(0, n, step)]
+                                   shared) for lo in range(0, max(n, 1), step)]
+        if len(parts) == 1:
+            return parts[0]
         return {key: torch.cat([p[key] for p in parts]) if key in self.user_keys else val
                 for key, val in parts[0].items()}
 

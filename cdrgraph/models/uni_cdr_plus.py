@@ -561,19 +561,23 @@ class UniCDRPlus(UniCDR):
         r""":math:`\hat{\mathbf{Q}}` ``[I_local, h]``: the item GNN's combined output."""
         return self.combine_layers(self.item_layers(batch, iid))
 
-    def _shared_item_graph(self, batch: CDRBatch, inv: Tensor, num_shared: int) -> Tensor:
-        r"""``long[2, E_s]`` (user, local shared row) pairs of the union graph over
-        domains joined through ``item.shared_id`` (de-duplicated); cached for
-        the graph's training edges and ``shared_id`` tensors."""
+    def _shared_item_graph(self, batch: CDRBatch) -> tuple[Tensor, Tensor, Tensor]:
+        r"""``(uniq, inv, edges)``: the shared ids of ``batch.graph``'s items
+        (``uniq[inv] = item.shared_id``) and the ``long[2, E_s]`` (user, row of
+        ``uniq``) pairs of the union graph over domains joined through
+        ``item.shared_id`` (de-duplicated); cached for the graph's training
+        edges and ``shared_id`` tensors."""
         g = batch.graph
         edge_index = train_edge_index(g)
         shared = g[ITEM].shared_id
         c = self._shared_graph._cache
-        if c is not None and c[0]() is edge_index and c[1]() is shared and c[2] == num_shared:
-            return c[3]
+        if c is not None and c[0]() is edge_index and c[1]() is shared:
+            return c[2]
+        uniq, inv = torch.unique(shared, return_inverse=True)
+        num_shared = uniq.numel()
         keys = torch.unique(edge_index[0] * num_shared + inv[edge_index[1]])
-        out = torch.stack([keys // num_shared, keys % num_shared])
-        self._shared_graph._cache = (weakref.ref(edge_index), weakref.ref(shared), num_shared, out)
+        out = (uniq, inv, torch.stack([keys // num_shared, keys % num_shared]))
+        self._shared_graph._cache = (weakref.ref(edge_index), weakref.ref(shared), out)
         return out
 
     def shared_item_layers(self, batch: CDRBatch) -> list[Tensor] | None:
@@ -587,8 +591,7 @@ class UniCDRPlus(UniCDR):
         if base is None or not self.num_layers:
             return None if base is None else [base]
         assert self.item_shared is not None and self.shared_item_conv is not None
-        uniq, inv = torch.unique(batch.graph[ITEM].shared_id, return_inverse=True)
-        edges = self._shared_item_graph(batch, inv, uniq.numel())
+        uniq, inv, edges = self._shared_item_graph(batch)
         num_users = int(batch.graph[USER].num_nodes)
         x = self.item_shared(uniq)
         layers = [x]
@@ -611,8 +614,6 @@ class UniCDRPlus(UniCDR):
         contexts = self.contexts(batch, torch.arange(uid.numel(), device=uid.device))
         item_layers = self.item_layers(batch, iid)
         shared = self.shared_item_layers(batch) or [None] * len(item_layers)
-        if len(shared) == 1 and len(item_layers) > 1:
-            shared = shared * len(item_layers)
         return [self._with_item_domain(self.encode_views(uid, items, contexts, sh), batch)
                 for items, sh in zip(item_layers, shared, strict=True)]
 
