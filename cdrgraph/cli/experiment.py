@@ -46,7 +46,7 @@ from cdrgraph.train.fit import fit
 from cdrgraph.train.seed import seed_everything
 
 __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
-           'write_results', 'RESULT_COLUMNS']
+           'write_results', 'merge_runs', 'select_models', 'RESULT_COLUMNS']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
 SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
@@ -226,6 +226,10 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
         seeds = sorted(group['seed'].unique().tolist())
         parts.append(f'## {label}\n\nmean ± std over seeds {seeds}; ↓: below the single-domain baseline '
                      f'({", ".join(f"{m} vs {b}" for m, b in base.items()) or "none"})\n')
+        per_model = {str(m): sorted(g['seed'].unique().tolist()) for m, g in group.groupby('model', sort=False)}
+        fewer = {m: s for m, s in per_model.items() if s != seeds}
+        if fewer:
+            parts.append('Fewer seeds for ' + '; '.join(f'{m}: {s}' for m, s in fewer.items()) + '.\n')
         present = set(group['metric'].astype(str))
         wanted = report.get(str(proto), HEADLINE_METRICS.get(str(proto), [])) if report else \
             HEADLINE_METRICS.get(str(proto), [])
@@ -238,12 +242,31 @@ def write_results(df: pd.DataFrame, out: str, baseline: Mapping[str, str] | None
     return text
 
 
+def select_models(cfg: Mapping[str, Any], models: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    r"""The entries of :func:`~cdrgraph.cli.config.model_entries` named in
+    ``models`` (all of them for :obj:`None`), in the config's order; an
+    unknown name raises :class:`ConfigError` listing the known ones."""
+    entries = model_entries(cfg)
+    if models is None:
+        return entries
+    unknown = [m for m in models if m not in entries]
+    if unknown:
+        raise ConfigError(f'--models {",".join(models)}: no model entry {", ".join(map(repr, unknown))} in the '
+                          f'config; its entries are {", ".join(entries)}')
+    return {name: entry for name, entry in entries.items() if name in models}
+
+
 def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None = None,
-                   device: str | None = None, progress: bool = False, resume: bool = False) -> pd.DataFrame:
+                   device: str | None = None, progress: bool = False, resume: bool = False,
+                   models: Sequence[str] | None = None) -> pd.DataFrame:
     r"""Run a validated config: every model entry (``Popularity`` added for
-    ranking protocols) for every seed, writing ``results.csv``,
-    ``results.md`` and the resolved ``config.yaml`` into ``out`` and one
-    ``checkpoints/<model>/seed<k>/model.pt`` per run (for ``cdrgraph eval``).
+    ranking protocols; only the entries named in ``models`` when given) for
+    every seed, writing ``results.csv``, ``results.md`` and the resolved
+    ``config.yaml`` (its ``seeds`` and ``models`` those of this run) into
+    ``out`` and one ``checkpoints/<model>/seed<k>/model.pt`` per run (for
+    ``cdrgraph eval``). Runs of one config split over seeds or models
+    (several machines, an interrupted study) are combined by
+    :func:`merge_runs`.
 
     Returns:
         The long results table (columns :data:`RESULT_COLUMNS`).
@@ -255,6 +278,8 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
     cfg = validate_config(cfg)
     seeds = list(seeds) if seeds is not None else list(cfg['seeds'])
     cfg['seeds'] = seeds
+    entries = select_models(cfg, models)
+    cfg['models'] = {name: entry for name, entry in cfg['models'].items() if name in entries}
     device = device or cfg.get('device') or 'cpu'
     main_rank = is_main_process()
     if main_rank:
@@ -264,7 +289,7 @@ def run_experiment(cfg: Mapping[str, Any], out: str, seeds: Sequence[int] | None
     splits = prepare_splits(cfg)
     rows: list[dict[str, Any]] = []
     for seed in seeds:
-        for name, entry in model_entries(cfg).items():
+        for name, entry in entries.items():
             res = run_model(cfg, name, entry, splits, seed, out, device=device, progress=progress,
                             resume=resume)
             rows.extend(_rows(name, seed, res))
@@ -296,7 +321,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
 
 def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: str,
               seeds: Sequence[int] | None = None, device: str | None = None, progress: bool = False,
-              resume: bool = False) -> pd.DataFrame:
+              resume: bool = False, models: Sequence[str] | None = None) -> pd.DataFrame:
     r"""Run ``cfg`` once per point of the Cartesian ``grid`` (dotted config
     keys -> values) into ``out/<key=value,...>/`` and write the combined
     ``out/sweep.csv`` (one column per grid key) and ``out/sweep.md``.
@@ -319,7 +344,8 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
             raise ConfigError(f'sweep point {point}: {e}') from None
         tag = ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in point.items())
         sub_out = osp.join(out, _safe(tag))
-        df = run_experiment(sub_cfg, sub_out, seeds=seeds, device=device, progress=progress, resume=resume)
+        df = run_experiment(sub_cfg, sub_out, seeds=seeds, device=device, progress=progress, resume=resume,
+                            models=models)
         for k, v in point.items():
             df.insert(0, k, str(v) if isinstance(v, (list, dict)) else v)
         frames.append(df)
@@ -330,6 +356,131 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
     all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
     with open(osp.join(out, 'sweep.md'), 'w') as f:
         f.write('\n'.join(sections))
+    return all_df
+
+
+# ---------------------------------------------------------------- merging runs
+def _read_results(path: str) -> pd.DataFrame:
+    # every column but seed/value as text: '' (no domain) stays '', a domain called 'NA' stays a name and
+    # sweep grid values keep the spelling their point folder was named with
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if 'seed' in df.columns and 'value' in df.columns:
+        df['seed'] = df['seed'].astype(int)
+        df['value'] = pd.to_numeric(df['value'].replace('', 'nan'))
+    return df
+
+
+def _load_run(folder: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    for name in ('config.yaml', 'results.csv'):
+        if not osp.exists(osp.join(folder, name)):
+            raise ConfigError(f'{folder}: no {name}; merge takes output folders of `cdrgraph train` '
+                              '(--out DIR), each holding config.yaml and results.csv')
+    with open(osp.join(folder, 'config.yaml')) as f:
+        cfg = yaml.safe_load(f)
+    df = _read_results(osp.join(folder, 'results.csv'))
+    if list(df.columns) != RESULT_COLUMNS:
+        raise ConfigError(f'{folder}/results.csv: columns {list(df.columns)}, expected {RESULT_COLUMNS}')
+    return cfg, df
+
+
+def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
+    runs = [(f, *_load_run(f)) for f in folders]
+    first, cfg0, _ = runs[0]
+
+    def rest(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in cfg.items() if k not in ('seeds', 'models')}
+
+    models: dict[str, Any] = {}
+    order: list[str] = []   # each part lists a subsequence of the config's order; keep every part's order
+    owner: dict[tuple[str, int], str] = {}
+    for folder, cfg, df in runs:
+        prev = None
+        for name in cfg.get('models') or {}:
+            if name not in order:
+                order.insert(order.index(prev) + 1 if prev is not None else 0, name)
+            prev = name
+        differ = sorted(k for k in set(rest(cfg)) | set(rest(cfg0)) if rest(cfg).get(k) != rest(cfg0).get(k))
+        if differ:
+            raise ConfigError(f'{folder}/config.yaml differs from {first}/config.yaml in {differ}: only runs of '
+                              'one experiment (same data, split, candidates, evaluation, train) can be merged')
+        for name, entry in (cfg.get('models') or {}).items():
+            if name in models and models[name] != entry:
+                raise ConfigError(f'{folder}/config.yaml: model entry {name!r} differs from the one of an earlier '
+                                  'run; rename one of them to merge both')
+            models.setdefault(name, entry)
+        for model, seed in df[['model', 'seed']].drop_duplicates().itertuples(index=False):
+            key = (str(model), int(seed))
+            if key in owner:
+                raise ConfigError(f'{model} seed {seed} is in both {owner[key]} and {folder}; merge each run '
+                                  'once (re-run only the missing ones with --models/--seeds)')
+            owner[key] = folder
+    df = pd.concat([d for _, _, d in runs], ignore_index=True)
+    rank = {m: i for i, m in enumerate(['Popularity', *order])}
+    df = df.assign(_o=df['model'].map(lambda m: rank.get(m, len(rank)))) \
+        .sort_values(['_o', 'seed'], kind='stable').drop(columns='_o').reset_index(drop=True)
+    cfg = dict(cfg0, models={m: models[m] for m in order}, seeds=sorted({s for _, s in owner}))
+    os.makedirs(out, exist_ok=True)
+    with open(osp.join(out, 'config.yaml'), 'w') as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    write_results(df, out, cfg.get('baseline'), title=cfg.get('name') or 'Results',
+                  report=(cfg.get('evaluation') or {}).get('report'))
+    return df
+
+
+def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
+    r"""Combine output folders of one experiment run in parts — different
+    seeds or models (``cdrgraph train --seeds/--models``), e.g. on several
+    machines or after an interruption — into ``out``: one ``results.csv``,
+    ``results.md`` (``Fewer seeds for ...`` where models differ) and
+    ``config.yaml`` (union of seeds and models). Sweep folders
+    (``sweep.csv``) are merged point by point. Raises :class:`ConfigError`
+    when the runs' data, split, candidates, evaluation or training differ,
+    or when a (model, seed) appears twice. Checkpoints are not copied.
+
+    Example:
+        >>> merge_runs(['runs/a-seeds012', 'runs/a-seeds34'], 'runs/a')
+    """
+    folders = [str(f) for f in folders]
+    if not folders:
+        raise ConfigError('merge: give at least one run folder')
+    sweeps = [osp.exists(osp.join(f, 'sweep.csv')) for f in folders]
+    if not any(sweeps):
+        return _merge_plain(folders, out)
+    if not all(sweeps):
+        raise ConfigError('merge: ' + ', '.join(f for f, s in zip(folders, sweeps, strict=True) if not s)
+                          + ' hold no sweep.csv while the others are sweeps; merge sweeps with sweeps')
+    frames = [_read_results(osp.join(f, 'sweep.csv')) for f in folders]
+    grid_cols = [c for c in frames[0].columns if c not in RESULT_COLUMNS]
+    for f, frame in zip(folders, frames, strict=True):
+        if [c for c in frame.columns if c not in RESULT_COLUMNS] != grid_cols:
+            raise ConfigError(f'{f}/sweep.csv: grid {[c for c in frame.columns if c not in RESULT_COLUMNS]} '
+                              f'differs from {grid_cols} of {folders[0]}')
+    # point folder name -> grid values, named as run_sweep names them
+    values: dict[str, tuple[str, ...]] = {}
+    for frame in frames:
+        for point in frame[grid_cols].drop_duplicates().itertuples(index=False):
+            tag = ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in zip(grid_cols, point, strict=True))
+            values.setdefault(_safe(tag), tuple(point))
+    points: dict[str, list[str]] = {}
+    for f in folders:
+        for name in sorted(os.listdir(f)):
+            if osp.exists(osp.join(f, name, 'results.csv')):
+                if name not in values:
+                    raise ConfigError(f'{f}/{name}: a run folder that no row of {f}/sweep.csv names (grid '
+                                      f'{grid_cols}); move it out of the sweep folder or re-run the sweep')
+                points.setdefault(name, []).append(osp.join(f, name))
+    merged, sections = [], []
+    for name in sorted(points, key=list(values).index):
+        df = _merge_plain(points[name], osp.join(out, name))
+        with open(osp.join(out, name, 'results.md')) as fh:
+            sections.append(fh.read().replace('# ', f'# {name}: ', 1))
+        for col, value in reversed(list(zip(grid_cols, values[name], strict=True))):
+            df.insert(0, col, value)
+        merged.append(df)
+    all_df = pd.concat(merged, ignore_index=True)
+    all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
+    with open(osp.join(out, 'sweep.md'), 'w') as fh:
+        fh.write('\n'.join(sections))
     return all_df
 
 

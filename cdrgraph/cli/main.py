@@ -6,6 +6,8 @@ r"""The ``cdrgraph`` console script: ``train``, ``eval``, ``sweep`` and ``data s
     torchrun --nproc_per_node=N -m cdrgraph train CONFIG [--device cuda]   (DistributedDataParallel)
     cdrgraph eval CHECKPOINT [--split test]
     cdrgraph finetune CHECKPOINT NEW_DOMAIN_CONFIG [--domain NAME] [--seeds 0,1]
+    cdrgraph train CONFIG --models CMF,EMCDR --seeds 3,4 --out DIR2      (a part of the runs)
+    cdrgraph merge DIR DIR2 --out DIR3                                   (one table from the parts)
     cdrgraph sweep CONFIG --grid models.LightGCN.model.num_layers=1,2,3 [--out DIR]
     cdrgraph data stats NAME --root DIR [--raw-dir DIR] [--set key=value ...]
     cdrgraph depth CONFIG --layers 0,1,2,4 [--seeds 0,1] [--out DIR] [--combine mean,last] [--model ENTRY]
@@ -45,6 +47,13 @@ def _layers(text: str) -> list[int]:
     return layers
 
 
+def _names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(',') if s.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f'--models {text!r}: expected comma-separated entries, e.g. CMF,EMCDR')
+    return names
+
+
 def _modes(text: str) -> list[str]:
     modes = [s.strip() for s in text.split(',') if s.strip()]
     if not modes:
@@ -64,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help='override a config value, e.g. models.BPRMF.train.epochs=5 (repeatable)')
         p.add_argument('--seeds', type=_seeds, default=None,
                        help='comma-separated seeds (default: config seeds)')
+        p.add_argument('--models', type=_names, default=None,
+                       help='comma-separated model entries to run (default: all; Popularity only when named)')
         p.add_argument('--out', default=None, help='output folder (default: runs/<config name>)')
         p.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
         p.add_argument('--resume', action='store_true', help='resume interrupted runs from their checkpoints')
@@ -86,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument('--out', default=None, help='output folder (default: runs/<config name>)')
     ft.add_argument('--device', default=None, help="torch device (default: config 'device' or cpu)")
     ft.add_argument('--no-progress', dest='progress', action='store_false', help='hide progress bars')
+
+    merge = sub.add_parser('merge', help='combine runs of one config made in parts (--seeds/--models)')
+    merge.add_argument('runs', nargs='+', help='output folders of `cdrgraph train` (or of `cdrgraph sweep`)')
+    merge.add_argument('--out', required=True, help='folder of the merged results (may be one of the runs)')
 
     ev = sub.add_parser('eval', help='evaluate a saved model (checkpoints/<model>/seed<k>/model.pt)')
     ev.add_argument('checkpoint')
@@ -135,7 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     device = init_distributed(args.device or cfg.get('device') or 'cpu')
     main_rank = is_main_process()
     try:
-        run_experiment(cfg, out, seeds=args.seeds, device=device, progress=args.progress, resume=args.resume)
+        run_experiment(cfg, out, seeds=args.seeds, device=device, progress=args.progress, resume=args.resume,
+                       models=args.models)
     finally:
         if is_distributed():
             import torch.distributed as dist
@@ -154,8 +170,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     out = _default_out(args, cfg)
     run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress,
-              resume=args.resume)
+              resume=args.resume, models=args.models)
     print(f'sweep over {grid} written to {osp.join(out, "sweep.csv")} and {osp.join(out, "sweep.md")}')
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from cdrgraph.cli.experiment import merge_runs
+    merge_runs(args.runs, args.out)
+    name = 'sweep.md' if osp.exists(osp.join(args.out, 'sweep.md')) else 'results.md'
+    with open(osp.join(args.out, name)) as f:
+        print(f.read())
+    print(f'{len(args.runs)} runs merged into {args.out}')
     return 0
 
 
@@ -255,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {'train': _cmd_train, 'sweep': _cmd_sweep, 'eval': _cmd_eval, 'depth': _cmd_depth,
-                'finetune': _cmd_finetune}
+                'finetune': _cmd_finetune, 'merge': _cmd_merge}
     try:
         from cdrgraph.train.distributed import env_world_size
         if env_world_size() > 1 and args.command != 'train':

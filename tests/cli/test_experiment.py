@@ -123,3 +123,57 @@ def test_per_domain_overrides_reach_each_domains_model(tiny_cfg, tmp_path):
     bad['models'] = {'SMF': {'class': 'BPRMF', 'domains': {'d1': {'model': {'embedding_dim': 6}}}}}
     with pytest.raises(ConfigError, match='select_domains: per_domain'):
         validate_config(bad)
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in df.columns if c != 'value']
+    return df.sort_values(cols).reset_index(drop=True)
+
+
+def test_runs_in_parts_merge_into_the_whole_run(tiny_cfg, tmp_path):
+    from cdrgraph.cli.experiment import merge_runs
+    tiny_cfg['models']['CMF'] = {'model': {'embedding_dim': 4}}
+    tiny_cfg['baseline'] = {'CMF': 'BPRMF'}
+    whole = run_experiment(tiny_cfg, str(tmp_path / 'whole'), seeds=[0, 1])
+    # seed 0 of every model, then seed 1 in two parts: Popularity + BPRMF, and CMF alone
+    run_experiment(tiny_cfg, str(tmp_path / 'p0'), seeds=[0])
+    part = run_experiment(tiny_cfg, str(tmp_path / 'p1'), seeds=[1], models=['Popularity', 'BPRMF'])
+    assert set(part['model']) == {'Popularity', 'BPRMF'}
+    run_experiment(tiny_cfg, str(tmp_path / 'p2'), seeds=[1], models=['CMF'])
+    merged = merge_runs([str(tmp_path / p) for p in ('p2', 'p0', 'p1')], str(tmp_path / 'm'))
+    pd.testing.assert_frame_equal(_sorted(merged), _sorted(whole))
+    assert list(merged['model'].unique()) == ['Popularity', 'BPRMF', 'CMF']   # config order, not input order
+    assert (tmp_path / 'm' / 'results.md').read_text() == (tmp_path / 'whole' / 'results.md').read_text()
+    import yaml
+    cfg = yaml.safe_load((tmp_path / 'm' / 'config.yaml').read_text())
+    assert cfg['seeds'] == [0, 1] and list(cfg['models']) == ['BPRMF', 'CMF']
+
+    # a model with fewer seeds is named in the table's header
+    merge_runs([str(tmp_path / 'p0'), str(tmp_path / 'p1')], str(tmp_path / 'm2'))
+    assert 'Fewer seeds for CMF: [0]' in (tmp_path / 'm2' / 'results.md').read_text()
+    # the same (model, seed) twice, different experiments, not a run folder
+    with pytest.raises(ConfigError, match='Popularity seed 1 is in both'):
+        merge_runs([str(tmp_path / 'whole'), str(tmp_path / 'p1')], str(tmp_path / 'x'))
+    other = dict(tiny_cfg, train=dict(tiny_cfg['train'], lr=0.5))
+    run_experiment(other, str(tmp_path / 'lr'), seeds=[2], models=['BPRMF'])
+    with pytest.raises(ConfigError, match=r"differs from .* in \['train'\]"):
+        merge_runs([str(tmp_path / 'p0'), str(tmp_path / 'lr')], str(tmp_path / 'x'))
+    with pytest.raises(ConfigError, match='no config.yaml'):
+        merge_runs([str(tmp_path / 'p0'), str(tmp_path / 'nothing')], str(tmp_path / 'x'))
+    with pytest.raises(ConfigError, match="no model entry 'SMF'.*Popularity, BPRMF, CMF"):
+        run_experiment(tiny_cfg, str(tmp_path / 'x'), models=['SMF'])
+
+
+def test_sweeps_in_parts_merge_point_by_point(tiny_cfg, tmp_path):
+    from cdrgraph.cli.experiment import merge_runs, run_sweep
+    grid = {'models.BPRMF.model.embedding_dim': [2, 4]}
+    whole = run_sweep(tiny_cfg, grid, str(tmp_path / 'whole'), seeds=[0, 1])
+    run_sweep(tiny_cfg, grid, str(tmp_path / 'a'), seeds=[0])
+    run_sweep(tiny_cfg, grid, str(tmp_path / 'b'), seeds=[1])
+    merged = merge_runs([str(tmp_path / 'a'), str(tmp_path / 'b')], str(tmp_path / 'm'))
+    whole['models.BPRMF.model.embedding_dim'] = whole['models.BPRMF.model.embedding_dim'].astype(str)
+    pd.testing.assert_frame_equal(_sorted(merged), _sorted(whole))
+    assert (tmp_path / 'm' / 'sweep.md').read_text() == (tmp_path / 'whole' / 'sweep.md').read_text()
+    assert sorted(os.listdir(tmp_path / 'm')) == ['embedding_dim=2', 'embedding_dim=4', 'sweep.csv', 'sweep.md']
+    with pytest.raises(ConfigError, match='merge sweeps with sweeps'):
+        merge_runs([str(tmp_path / 'a'), str(tmp_path / 'a' / 'embedding_dim=2')], str(tmp_path / 'x'))

@@ -61,6 +61,23 @@ def test_sweep_one_result_per_grid_value(tiny_yaml, tmp_path):
     assert 'embedding_dim=2: ' in (out / 'sweep.md').read_text()
 
 
+def test_train_in_parts_then_merge(tiny_yaml, tmp_path, capsys):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    assert main(['train', tiny_yaml, '--out', str(a), '--seeds', '0', '--no-progress']) == 0
+    assert main(['train', tiny_yaml, '--out', str(b), '--seeds', '1', '--models', 'BPRMF', '--no-progress']) == 0
+    assert set(pd.read_csv(b / 'results.csv')['model']) == {'BPRMF'}
+    capsys.readouterr()
+    assert main(['merge', str(a), str(b), '--out', str(a)]) == 0   # into one of the parts
+    out = capsys.readouterr().out
+    assert '2 runs merged into' in out and 'Fewer seeds for Popularity: [0]' in out
+    df = pd.read_csv(a / 'results.csv')
+    assert sorted(df[df.model == 'BPRMF']['seed'].unique()) == [0, 1]
+    assert main(['merge', str(a), str(b), '--out', str(tmp_path / 'c')]) == 2   # b's rows are in a now
+    assert 'BPRMF seed 1 is in both' in capsys.readouterr().err
+    assert main(['train', tiny_yaml, '--models', 'SMF', '--out', str(tmp_path / 'd')]) == 2
+    assert "no model entry 'SMF'" in capsys.readouterr().err
+
+
 def test_misspelt_key_exits_2_with_one_line(tiny_yaml, capsys):
     rc = main(['train', tiny_yaml, '--set', 'models.BPRMF.model.embeding_dim=3', '--no-progress'])
     err = capsys.readouterr().err
