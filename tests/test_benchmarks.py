@@ -103,3 +103,31 @@ def test_merge_depth_runs(tmp_path):
     assert len(merged) == 15 and set(merged['combine']) == {'mean', 'last'}
     with pytest.raises(ValueError, match='several folders'):
         mod.merge([str(tmp_path / 'mean'), str(tmp_path / 'mean')], str(tmp_path / 'again'))
+
+
+def test_sweep_table(tmp_path):
+    import importlib.util
+
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location('sweep_table', osp.join(ROOT, 'benchmarks', 'sweep_table.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = []
+    for frac in (0.2, 0.8):
+        for seed, (a, b) in enumerate([(1.0, 0.5), (3.0, 0.7)]):
+            for model, value in (('A', a * frac), ('B', b)):
+                rows += [[frac, model, seed, 'rating', 'mae', dom, value] for dom in ('x', 'mean')]
+    rows.append([0.8, 'C', 0, 'rating', 'mae', 'mean', 9.0])   # one point, one seed only
+    cols = ['split.0.fraction', 'model', 'seed', 'protocol', 'metric', 'domain', 'value']
+    pd.DataFrame(rows, columns=cols).to_csv(tmp_path / 'sweep.csv', index=False)
+    text = mod.sweep_table(str(tmp_path), ['mae'])
+    lines = text.splitlines()
+    assert lines[0] == '| model | mae fraction=0.2 | mae fraction=0.8 |'
+    # A: mean of 0.2 and 0.6 (std 0.2828); B: 0.6 ± 0.1414, the lower MAE at 0.2 is bold; C has no 0.2 point
+    assert lines[2] == '| A | **0.4000 ± 0.2828** | 1.6000 ± 1.1314 |'
+    assert lines[3] == '| B | 0.6000 ± 0.1414 | **0.6000 ± 0.1414** |'
+    assert lines[4] == '| C | — | 9.0000 ± 0.0000 |'
+    with pytest.raises(ValueError, match=r"no metric \['rmse'\]"):
+        mod.sweep_table(str(tmp_path), ['rmse'])
+    with pytest.raises(FileNotFoundError, match='cdrgraph sweep'):
+        mod.sweep_table(str(tmp_path / 'none'), ['mae'])
