@@ -17,7 +17,7 @@ import json
 import os
 import os.path as osp
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -319,6 +319,12 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def _point_tag(keys: Iterable[str], values: Iterable[Any]) -> str:
+    r"""Label of a sweep point, e.g. ``fraction=0.2`` for ``{'split.0.fraction': 0.2}``; its folder is
+    ``_safe(tag)``."""
+    return ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in zip(keys, values, strict=True))
+
+
 def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: str,
               seeds: Sequence[int] | None = None, device: str | None = None, progress: bool = False,
               resume: bool = False, models: Sequence[str] | None = None) -> pd.DataFrame:
@@ -342,7 +348,7 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
             sub_cfg = validate_config(sub_cfg)
         except ConfigError as e:
             raise ConfigError(f'sweep point {point}: {e}') from None
-        tag = ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in point.items())
+        tag = _point_tag(point.keys(), point.values())
         sub_out = osp.join(out, _safe(tag))
         df = run_experiment(sub_cfg, sub_out, seeds=seeds, device=device, progress=progress, resume=resume,
                             models=models)
@@ -390,6 +396,7 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     def rest(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in ('seeds', 'models')}
 
+    base = rest(cfg0)
     models: dict[str, Any] = {}
     order: list[str] = []   # each part lists a subsequence of the config's order; keep every part's order
     owner: dict[tuple[str, int], str] = {}
@@ -399,7 +406,8 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
             if name not in order:
                 order.insert(order.index(prev) + 1 if prev is not None else 0, name)
             prev = name
-        differ = sorted(k for k in set(rest(cfg)) | set(rest(cfg0)) if rest(cfg).get(k) != rest(cfg0).get(k))
+        mine = rest(cfg)
+        differ = sorted(k for k in set(mine) | set(base) if mine.get(k) != base.get(k))
         if differ:
             raise ConfigError(f'{folder}/config.yaml differs from {first}/config.yaml in {differ}: only runs of '
                               'one experiment (same data, split, candidates, evaluation, train) can be merged')
@@ -459,8 +467,7 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     values: dict[str, tuple[str, ...]] = {}
     for frame in frames:
         for point in frame[grid_cols].drop_duplicates().itertuples(index=False):
-            tag = ','.join(f'{k.rsplit(".", 1)[-1]}={v}' for k, v in zip(grid_cols, point, strict=True))
-            values.setdefault(_safe(tag), tuple(point))
+            values.setdefault(_safe(_point_tag(grid_cols, point)), tuple(point))
     points: dict[str, list[str]] = {}
     for f in folders:
         for name in sorted(os.listdir(f)):
@@ -473,7 +480,7 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     for name in sorted(points, key=list(values).index):
         df = _merge_plain(points[name], osp.join(out, name))
         with open(osp.join(out, name, 'results.md')) as fh:
-            sections.append(fh.read().replace('# ', f'# {name}: ', 1))
+            sections.append(fh.read().replace('# ', f'# {_point_tag(grid_cols, values[name])}: ', 1))
         for col, value in reversed(list(zip(grid_cols, values[name], strict=True))):
             df.insert(0, col, value)
         merged.append(df)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os.path as osp
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ['main', 'build_parser']
@@ -47,18 +47,18 @@ def _layers(text: str) -> list[int]:
     return layers
 
 
-def _names(text: str) -> list[str]:
-    names = [s.strip() for s in text.split(',') if s.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f'--models {text!r}: expected comma-separated entries, e.g. CMF,EMCDR')
-    return names
+def _words(flag: str, expected: str) -> Callable[[str], list[str]]:
+    r"""argparse type of a non-empty comma-separated list (``--models``, ``--combine``)."""
+    def parse(text: str) -> list[str]:
+        words = [s.strip() for s in text.split(',') if s.strip()]
+        if not words:
+            raise argparse.ArgumentTypeError(f'{flag} {text!r}: expected {expected}')
+        return words
+    return parse
 
 
-def _modes(text: str) -> list[str]:
-    modes = [s.strip() for s in text.split(',') if s.strip()]
-    if not modes:
-        raise argparse.ArgumentTypeError(f'--combine {text!r}: expected e.g. mean,last')
-    return modes
+_names = _words('--models', 'comma-separated entries, e.g. CMF,EMCDR')
+_modes = _words('--combine', 'e.g. mean,last')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +178,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from cdrgraph.cli.experiment import merge_runs
     merge_runs(args.runs, args.out)
-    name = 'sweep.md' if osp.exists(osp.join(args.out, 'sweep.md')) else 'results.md'
+    # what was merged decides the file, not what an earlier command may have left in --out
+    sweep = osp.exists(osp.join(args.runs[0], 'sweep.csv'))
+    name = 'sweep.md' if sweep else 'results.md'
     with open(osp.join(args.out, name)) as f:
         print(f.read())
     print(f'{len(args.runs)} runs merged into {args.out}')
