@@ -330,7 +330,9 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
               resume: bool = False, models: Sequence[str] | None = None) -> pd.DataFrame:
     r"""Run ``cfg`` once per point of the Cartesian ``grid`` (dotted config
     keys -> values) into ``out/<key=value,...>/`` and write the combined
-    ``out/sweep.csv`` (one column per grid key) and ``out/sweep.md``.
+    ``out/sweep.csv`` (one column per grid key) and ``out/sweep.md``,
+    rewritten after each point so that an interrupted sweep keeps its
+    finished points.
 
     Example:
         >>> run_sweep(cfg, {'models.LightGCN.model.num_layers': [1, 2, 3]}, 'runs/depth')
@@ -339,6 +341,7 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
         raise ConfigError('sweep: the grid is empty; pass --grid key=v1,v2')
     keys = list(grid)
     frames, sections = [], []
+    all_df = pd.DataFrame()
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values, strict=True))
         sub_cfg = copy.deepcopy(dict(cfg))
@@ -357,11 +360,12 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
         frames.append(df)
         with open(osp.join(sub_out, 'results.md')) as f:
             sections.append(f.read().replace('# ', f'# {tag}: ', 1))
-    all_df = pd.concat(frames, ignore_index=True)
-    os.makedirs(out, exist_ok=True)
-    all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
-    with open(osp.join(out, 'sweep.md'), 'w') as f:
-        f.write('\n'.join(sections))
+        # rewritten after every point: an interrupted sweep keeps the finished points (for merge_runs)
+        all_df = pd.concat(frames, ignore_index=True)
+        if is_main_process():
+            all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
+            with open(osp.join(out, 'sweep.md'), 'w') as f:
+                f.write('\n'.join(sections))
     return all_df
 
 

@@ -213,6 +213,24 @@ class CTRMetrics:
         s, y, g = self._cat()
         return group_auc(s, y, g)
 
+    def mode_fraction(self) -> tuple[float, float]:
+        r"""``(value, fraction)``: the most frequent accumulated score and the
+        fraction of samples holding it (``(nan, 0.0)`` when empty). A fraction
+        near 1 means the model predicts a constant, e.g. a dead ReLU tower.
+
+        Example:
+            >>> m = CTRMetrics()
+            >>> m.update(torch.tensor([0.0, 0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 1.0, 0.0]))
+            >>> m.mode_fraction()
+            (0.0, 0.75)
+        """
+        s, _, _ = self._cat()
+        if not s.numel():
+            return float('nan'), 0.0
+        values, counts = torch.unique(s, return_counts=True)
+        i = int(counts.argmax())
+        return float(values[i]), float(counts[i]) / s.numel()
+
     def compute(self) -> dict[str, float]:
         r"""``{'auc', 'gauc', 'logloss', 'num_samples', 'num_gauc_users', 'num_gauc_excluded'}``."""
         s, y, g = self._cat()

@@ -480,7 +480,10 @@ class Evaluator:
                 frames.append(pd.DataFrame({'domain': name, 'user': per.group.numpy(), 'auc': per.auc.numpy(),
                                             'num_samples': per.num_samples.numpy(),
                                             'valid': per.valid.numpy()}))
-            res = ctx.merge(acc).compute()
+            merged = ctx.merge(acc)
+            res = merged.compute()
+            if res['num_samples'] > 1:
+                self._warn_constant(merged, score_fn, name)
             for key in ('auc', 'gauc', 'logloss'):
                 result[f'{key}/{name}'] = res[key]
             for key in ('num_samples', 'num_gauc_users', 'num_gauc_excluded'):
@@ -490,6 +493,18 @@ class Evaluator:
             res = pooled.compute()
             for key in ('auc', 'gauc', 'logloss', 'num_samples', 'num_gauc_users', 'num_gauc_excluded'):
                 result[f'{key}/all'] = res[key]
+
+    #: fraction of a domain's CTR samples sharing one score above which :meth:`__call__` warns
+    CONSTANT_WARN_FRACTION = 0.99
+
+    def _warn_constant(self, acc: CTRMetrics, score_fn: ScoreFn, domain: str) -> None:
+        value, frac = acc.mode_fraction()
+        if frac >= self.CONSTANT_WARN_FRACTION:
+            warnings.warn(f'Evaluator(ctr): {100 * frac:.1f} % of the scores of {_name_of(score_fn)} on domain '
+                          f'{domain!r} are the same value {value:.6g}; its AUC/GAUC are ~0.5 by ties, not by '
+                          'ranking. The model predicts a constant for this domain (e.g. a dead ReLU tower '
+                          'whose units never activate): check its training curve, learning rate or seed',
+                          RuntimeWarning, stacklevel=3)
 
     def _rating(self, score_fn: ScoreFn, ctx: _Context, result: dict[str, float],
                 frames: list[pd.DataFrame]) -> None:

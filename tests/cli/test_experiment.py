@@ -177,3 +177,29 @@ def test_sweeps_in_parts_merge_point_by_point(tiny_cfg, tmp_path):
     assert sorted(os.listdir(tmp_path / 'm')) == ['embedding_dim=2', 'embedding_dim=4', 'sweep.csv', 'sweep.md']
     with pytest.raises(ConfigError, match='merge sweeps with sweeps'):
         merge_runs([str(tmp_path / 'a'), str(tmp_path / 'a' / 'embedding_dim=2')], str(tmp_path / 'x'))
+
+
+def test_interrupted_sweep_keeps_finished_points(tiny_cfg, tmp_path, monkeypatch):
+    from cdrgraph.cli.experiment import merge_runs, run_sweep
+    grid = {'models.BPRMF.model.embedding_dim': [2, 4, 8]}
+    real = experiment.run_experiment
+    calls = []
+
+    def stop_at_third(cfg, out, **kw):
+        calls.append(out)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(cfg, out, **kw)
+
+    monkeypatch.setattr(experiment, 'run_experiment', stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny_cfg, grid, str(tmp_path / 'cut'), seeds=[0])
+    done = pd.read_csv(tmp_path / 'cut' / 'sweep.csv')
+    assert sorted(done['models.BPRMF.model.embedding_dim'].unique()) == [2, 4]
+    md = (tmp_path / 'cut' / 'sweep.md').read_text()
+    assert 'embedding_dim=4' in md and 'embedding_dim=8' not in md
+    # the finished points merge with a run of the missing one
+    monkeypatch.setattr(experiment, 'run_experiment', real)
+    run_sweep(tiny_cfg, {'models.BPRMF.model.embedding_dim': [8]}, str(tmp_path / 'rest'), seeds=[0])
+    merged = merge_runs([str(tmp_path / 'cut'), str(tmp_path / 'rest')], str(tmp_path / 'm'))
+    assert sorted(merged['models.BPRMF.model.embedding_dim'].unique()) == ['2', '4', '8']

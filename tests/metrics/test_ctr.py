@@ -102,3 +102,11 @@ def test_ctr_metrics_accumulator():
     with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
         prob.compute()
     assert repr(m) == "CTRMetrics(scores='logit', gauc_weight='samples')"
+
+
+def test_mode_fraction_flags_constant_scores():
+    m = CTRMetrics()
+    assert math.isnan(m.mode_fraction()[0]) and m.mode_fraction()[1] == 0.0
+    m.update(torch.zeros(99), torch.tensor([1.0, 0.0] * 49 + [1.0]))
+    m.update(torch.tensor([0.3]), torch.tensor([0.0]))
+    assert m.mode_fraction() == (0.0, 0.99)

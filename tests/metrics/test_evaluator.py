@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pandas as pd
 import pytest
@@ -312,6 +313,18 @@ def test_ctr_implicit_positives_plus_negatives(test_data):
     assert uni['gauc/B'] == pytest.approx(0.5)
     logit = Evaluator('ctr')(lambda u, i: torch.logit(S[u, i].clamp(1e-6, 1 - 1e-6)), data, domains=['B'])
     assert logit['logloss/B'] == pytest.approx(out['logloss/B'], rel=1e-4)
+
+
+def test_ctr_warns_on_constant_predictions(test_data):
+    data, _ = test_data
+    # a dead tower: every score of a domain is the same -> AUC exactly 0.5 by ties, which must not pass silently
+    with pytest.warns(RuntimeWarning, match=r"100.0 % of the scores .* domain 'B' are the same value 0.25"):
+        out = Evaluator('ctr', ctr_scores='prob')(lambda u, i: torch.full((u.numel(),), 0.25), data,
+                                                  domains=['B'])
+    assert out['auc/B'] == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        Evaluator('ctr', ctr_scores='prob')(score, data, domains=['B'])   # varied scores: no warning
 
 
 def test_ctr_explicit_labels_with_threshold(test_data):
