@@ -131,3 +131,41 @@ def test_sweep_table(tmp_path):
         mod.sweep_table(str(tmp_path), ['rmse'])
     with pytest.raises(FileNotFoundError, match='cdrgraph sweep'):
         mod.sweep_table(str(tmp_path / 'none'), ['mae'])
+
+
+def test_bench_unicdr_epoch_tiny_config(tmp_path):
+    import yaml
+    cfg = {
+        'name': 'tiny_unicdr',
+        'data': {'name': 'FakeCDRDataset', 'num_users': 60, 'num_items': 30, 'avg_degree': 6, 'seed': 0,
+                 'side_features': False},
+        'split': [{'name': 'LeaveOneOut', 'order': 'random', 'seed': 0}],
+        'candidates': {'num_negatives': 5, 'seed': 0, 'dataset_id': 'tiny'},
+        'evaluation': {'protocol': 'sampled', 'ks': [5]},
+        'train': {'epochs': 2, 'batch_size': 32, 'lr': 0.01, 'max_steps_per_epoch': 4},
+        'models': {'UniCDR': {'model': {'embedding_dim': 8}, 'train': {'num_negatives': 3}},
+                   'UniCDRPlus': {'model': {'embedding_dim': 8, 'num_layers': 1}}},
+        'seeds': [0],
+        'cache_dir': str(tmp_path / 'cache'),
+    }
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
+    try:
+        import bench_unicdr_epoch
+    finally:
+        sys.path.remove(osp.join(ROOT, 'benchmarks'))
+    out = tmp_path / 'epoch.json'
+    rows = bench_unicdr_epoch.main(['--config', str(path), '--steps', '2', '--profile', '--profile-steps', '1',
+                                    '--json', str(out)])
+    assert json.loads(out.read_text()) == rows
+    assert [r['model'] for r in rows] == ['UniCDR', 'UniCDRPlus']
+    uni, plus = rows
+    assert (uni['batch_size'], uni['num_negatives'], plus['num_negatives']) == (32, 3, 1)   # entry overrides
+    for r in rows:
+        assert r['train_s_per_step'] > 0 and 0 < r['sampling_s_per_step']
+        assert r['steps_per_pass'] == -(-r['train_pairs'] // 32) and r['budget_epoch_steps'] == 4
+        assert r['pass_s'] == pytest.approx(r['train_s_per_step'] * r['steps_per_pass'])
+        assert r['profile_top'] and abs(sum(p['share'] for p in r['profile_top'])) <= 1 + 1e-9
+    with pytest.raises(SystemExit, match='no model entry'):
+        bench_unicdr_epoch.main(['--config', str(path), '--models', 'SMF'])

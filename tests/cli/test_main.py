@@ -99,6 +99,16 @@ def test_eval_rejects_non_experiment_file(tmp_path, capsys):
     assert 'not an experiment model file' in capsys.readouterr().err
 
 
+def test_huge_pages_on_unless_the_environment_chose(tiny_yaml, monkeypatch, capsys):
+    from cdrgraph.cli.main import THP_ENV
+    monkeypatch.delenv(THP_ENV, raising=False)
+    assert main(['train', tiny_yaml, '--set', 'trian.x=1']) == 2
+    assert os.environ[THP_ENV] == '1'
+    monkeypatch.setenv(THP_ENV, '0')        # the user's choice is kept
+    assert main(['train', tiny_yaml, '--set', 'trian.x=1']) == 2
+    assert os.environ[THP_ENV] == '0'
+
+
 def test_bad_seeds_argument():
     with pytest.raises(SystemExit) as e:
         main(['train', 'x.yaml', '--seeds', 'a,b'])
