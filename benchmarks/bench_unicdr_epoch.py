@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import os.path as osp
 import platform
 import sys
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument('--profile-steps', type=int, default=5)
     p.add_argument('--json', default=None, help='write the figures to this file')
     args = p.parse_args(argv)
+    os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')    # as the cdrgraph CLI does (cdrgraph.cli.main.THP_ENV)
 
     from cdrgraph.cli.config import load_config
     from cdrgraph.cli.experiment import prepare_splits
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f'{args.config}: no model entry {unknown}; entries: {list(cfg["models"])}')
     splits = prepare_splits(cfg)
     print(f"# {cfg['name']}: torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f'{platform.processor() or platform.machine()}')
+          f"{platform.processor() or platform.machine()}, THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, "
+          f'load average {os.getloadavg()}')
     rows = []
     for name in names:
         r = time_model(cfg, name, splits, args.steps, args.profile_steps if args.profile else 0)
