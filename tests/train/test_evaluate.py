@@ -51,6 +51,7 @@ def test_chunking_matches_and_encode_once(toy, splits):
     b = make_score_fn(model, train, chunk_size=10_000)(users, items)
     assert torch.allclose(a, b) and a.shape == (48,)
     assert calls['n'] == 2  # one encode per score function, not per chunk
+    assert make_score_fn(model, train).__qualname__ == 'ToyMF.score'   # the name evaluator messages give
 
 
 def test_eval_data_as_graph_when_train_missing(toy, splits):
