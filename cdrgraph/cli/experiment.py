@@ -439,13 +439,35 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     return df
 
 
+def _point_of(folder: str, keys: Sequence[str]) -> tuple[str, ...] | None:
+    r"""Grid values (as text, as ``sweep.csv`` holds them) of the run in
+    ``folder`` read from its ``config.yaml`` at the dotted ``keys``;
+    :obj:`None` when a key is absent."""
+    with open(osp.join(folder, 'config.yaml')) as f:
+        cfg = yaml.safe_load(f)
+    out = []
+    for key in keys:
+        node: Any = cfg
+        for part in key.split('.'):
+            if isinstance(node, list) and part.lstrip('-').isdigit() and -len(node) <= int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                return None
+        out.append(str(node))
+    return tuple(out)
+
+
 def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     r"""Combine output folders of one experiment run in parts — different
     seeds or models (``cdrgraph train --seeds/--models``), e.g. on several
     machines or after an interruption — into ``out``: one ``results.csv``,
     ``results.md`` (``Fewer seeds for ...`` where models differ) and
     ``config.yaml`` (union of seeds and models). Sweep folders
-    (``sweep.csv``) are merged point by point. Raises :class:`ConfigError`
+    (``sweep.csv``) are merged point by point, including the point an
+    interrupted sweep was in (its finished models; the grid values are read
+    from the point's ``config.yaml``). Raises :class:`ConfigError`
     when the runs' data, split, candidates, evaluation or training differ,
     or when a (model, seed) appears twice. Checkpoints are not copied.
 
@@ -476,9 +498,13 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     for f in folders:
         for name in sorted(os.listdir(f)):
             if osp.exists(osp.join(f, name, 'results.csv')):
-                if name not in values:
-                    raise ConfigError(f'{f}/{name}: a run folder that no row of {f}/sweep.csv names (grid '
-                                      f'{grid_cols}); move it out of the sweep folder or re-run the sweep')
+                if name not in values:   # the point a sweep was interrupted in: its config.yaml names it
+                    point = _point_of(osp.join(f, name), grid_cols)
+                    if point is None or _safe(_point_tag(grid_cols, point)) != name:
+                        raise ConfigError(f'{f}/{name}: a run folder that no row of {f}/sweep.csv names (grid '
+                                          f'{grid_cols}) and whose config.yaml does not either; move it out of '
+                                          'the sweep folder or re-run the sweep')
+                    values[name] = point
                 points.setdefault(name, []).append(osp.join(f, name))
     merged, sections = [], []
     for name in sorted(points, key=list(values).index):

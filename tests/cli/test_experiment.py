@@ -203,3 +203,34 @@ def test_interrupted_sweep_keeps_finished_points(tiny_cfg, tmp_path, monkeypatch
     run_sweep(tiny_cfg, {'models.BPRMF.model.embedding_dim': [8]}, str(tmp_path / 'rest'), seeds=[0])
     merged = merge_runs([str(tmp_path / 'cut'), str(tmp_path / 'rest')], str(tmp_path / 'm'))
     assert sorted(merged['models.BPRMF.model.embedding_dim'].unique()) == ['2', '4', '8']
+
+
+def test_merge_takes_the_point_a_sweep_was_interrupted_in(tiny_cfg, tmp_path, monkeypatch):
+    from cdrgraph.cli.experiment import merge_runs, run_sweep
+    tiny_cfg['models']['CMF'] = {'model': {'embedding_dim': 4}}
+    grid = {'train.lr': [0.01, 0.02]}
+    whole = run_sweep(tiny_cfg, grid, str(tmp_path / 'whole'), seeds=[0])
+    real = experiment.run_experiment
+
+    def cut_after_first_model(cfg, out, **kw):
+        if out.endswith('lr=0.02'):       # the second point: Popularity and BPRMF finish, CMF is interrupted
+            real(cfg, out, **dict(kw, models=['Popularity', 'BPRMF']))
+            raise KeyboardInterrupt
+        return real(cfg, out, **kw)
+
+    monkeypatch.setattr(experiment, 'run_experiment', cut_after_first_model)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny_cfg, grid, str(tmp_path / 'cut'), seeds=[0])
+    assert set(pd.read_csv(tmp_path / 'cut' / 'sweep.csv')['train.lr']) == {0.01}
+    monkeypatch.setattr(experiment, 'run_experiment', real)
+    run_sweep(tiny_cfg, {'train.lr': [0.02]}, str(tmp_path / 'rest'), seeds=[0], models=['CMF'])
+    merged = merge_runs([str(tmp_path / 'cut'), str(tmp_path / 'rest')], str(tmp_path / 'm'))
+    # the interrupted point's finished model is kept, the re-run adds the rest: equal to the whole sweep
+    whole['train.lr'] = whole['train.lr'].astype(str)
+    key = ['train.lr', 'model', 'seed', 'metric', 'domain']
+    pd.testing.assert_frame_equal(merged.sort_values(key).reset_index(drop=True),
+                                  whole.sort_values(key).reset_index(drop=True), check_like=True)
+    # a point folder whose config.yaml does not give the folder's grid values is still refused
+    os.rename(tmp_path / 'rest' / 'lr=0.02', tmp_path / 'rest' / 'lr=0.5')
+    with pytest.raises(ConfigError, match="lr=0.5: a run folder that no row of .* names"):
+        merge_runs([str(tmp_path / 'cut'), str(tmp_path / 'rest')], str(tmp_path / 'x'))
