@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument('--profile-steps', type=int, default=5)
     p.add_argument('--json', default=None, help='write the figures to this file')
     args = p.parse_args(argv)
-    os.environ.setdefault('THP_MEM_ALLOC_ENABLE', '1')    # as the cdrgraph CLI does (cdrgraph.cli.main.THP_ENV)
+    from cdrgraph.cli.main import THP_ENV
+    os.environ.setdefault(THP_ENV, '1')    # as the cdrgraph CLI does
 
     from cdrgraph.cli.config import load_config
     from cdrgraph.cli.experiment import prepare_splits
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f'{args.config}: no model entry {unknown}; entries: {list(cfg["models"])}')
     splits = prepare_splits(cfg)
     print(f"# {cfg['name']}: torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"{platform.processor() or platform.machine()}, THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, "
+          f"{platform.processor() or platform.machine()}, {THP_ENV}={os.environ[THP_ENV]}, "
           f'load average {os.getloadavg()}')
     rows = []
     for name in names:

@@ -82,7 +82,7 @@ def set_by_path(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         last = depth == len(parts) - 1
         where = '.'.join(parts[:depth]) or '<top level>'
         if isinstance(node, list):
-            if not part.lstrip('-').isdigit() or not -len(node) <= int(part) < len(node):
+            if _list_index(node, part) is None:
                 raise ConfigError(f'--set {path!r}: {where} is a list of {len(node)} entries; '
                                   f'use an index 0..{len(node) - 1} instead of {part!r}')
             if last:
@@ -99,6 +99,32 @@ def set_by_path(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         else:
             raise ConfigError(f'--set {path!r}: {where} is a {type(node).__name__} ({node!r}), not a mapping')
     return cfg
+
+
+def _list_index(node: list, part: str) -> int | None:
+    r"""``int(part)`` when it indexes ``node`` (negative indices allowed), else :obj:`None`."""
+    if part.lstrip('-').isdigit() and -len(node) <= int(part) < len(node):
+        return int(part)
+    return None
+
+
+def get_by_path(cfg: Any, path: str, default: Any = None) -> Any:
+    r"""``cfg[a][b][c]`` for ``path='a.b.c'`` (integer segments index lists,
+    as in :func:`set_by_path`); ``default`` when a segment is absent.
+
+    Example:
+        >>> get_by_path({'split': [{'fraction': 0.2}]}, 'split.0.fraction')
+        0.2
+    """
+    node: Any = cfg
+    for part in path.split('.'):
+        if isinstance(node, list) and _list_index(node, part) is not None:
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return default
+    return node
 
 
 def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

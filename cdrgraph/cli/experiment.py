@@ -32,6 +32,7 @@ from cdrgraph.cli.config import (
     build_model,
     build_splits,
     cache_root,
+    get_by_path,
     model_entries,
     parse_assignment,
     set_by_path,
@@ -445,17 +446,11 @@ def _point_of(folder: str, keys: Sequence[str]) -> tuple[str, ...] | None:
     :obj:`None` when a key is absent."""
     with open(osp.join(folder, 'config.yaml')) as f:
         cfg = yaml.safe_load(f)
-    out = []
-    for key in keys:
-        node: Any = cfg
-        for part in key.split('.'):
-            if isinstance(node, list) and part.lstrip('-').isdigit() and -len(node) <= int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict) and part in node:
-                node = node[part]
-            else:
-                return None
-        out.append(str(node))
+    missing = object()
+    values = [get_by_path(cfg, key, missing) for key in keys]
+    if any(v is missing for v in values):
+        return None
+    out = [str(v) for v in values]
     return tuple(out)
 
 

@@ -200,10 +200,15 @@ class CTRMetrics:
         return self
 
     def _cat(self) -> tuple[Tensor, Tensor, Tensor]:
+        r"""All samples as three tensors; the chunks are joined once and kept
+        joined, so :meth:`compute`, :meth:`per_user` and
+        :meth:`mode_fraction` on the same samples do not copy them again."""
         if not self._s:
             e = torch.empty(0, dtype=torch.float64)
             return e, e, torch.empty(0, dtype=torch.long)
-        return torch.cat(self._s), torch.cat(self._y), torch.cat(self._g)
+        if len(self._s) > 1:
+            self._s, self._y, self._g = [torch.cat(self._s)], [torch.cat(self._y)], [torch.cat(self._g)]
+        return self._s[0], self._y[0], self._g[0]
 
     def probabilities(self, scores: Tensor) -> Tensor:
         return torch.sigmoid(scores) if self.scores == 'logit' else scores

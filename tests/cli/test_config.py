@@ -9,6 +9,7 @@ from cdrgraph.cli.config import (
     apply_overrides,
     check_keys,
     default_monitor,
+    get_by_path,
     load_config,
     model_entries,
     parse_assignment,
@@ -43,6 +44,16 @@ def test_set_by_path_dicts_and_lists():
         set_by_path(cfg, 'split.x.seed', 1)
     with pytest.raises(ConfigError, match='is a str'):
         set_by_path(cfg, 'new.deep.key.more', 1)
+
+
+def test_get_by_path_reads_what_set_by_path_writes():
+    cfg = {'split': [{'name': 'A'}, {'name': 'B', 'seed': 0}], 'models': {'M': None}}
+    set_by_path(cfg, 'split.-1.fraction', 0.8)
+    assert get_by_path(cfg, 'split.-1.fraction') == 0.8 and get_by_path(cfg, 'split.1.name') == 'B'
+    assert get_by_path(cfg, 'models.M') is None
+    missing = object()
+    for path in ('split.2.seed', 'split.x', 'models.M.model', 'nope', 'split.0.name.more'):
+        assert get_by_path(cfg, path, missing) is missing, path
 
 
 def test_apply_overrides_does_not_mutate(tiny_cfg):

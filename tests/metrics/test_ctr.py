@@ -110,3 +110,7 @@ def test_mode_fraction_flags_constant_scores():
     m.update(torch.zeros(99), torch.tensor([1.0, 0.0] * 49 + [1.0]))
     m.update(torch.tensor([0.3]), torch.tensor([0.0]))
     assert m.mode_fraction() == (0.0, 0.99)
+    auc = m.compute()['auc']
+    assert m.mode_fraction() == (0.0, 0.99) and m.compute()['auc'] == auc    # chunks joined once, same answers
+    m.update(torch.full((100,), 0.5), torch.ones(100))       # more samples after a compute still count
+    assert m.mode_fraction() == (0.5, 100 / 200) and m.compute()['num_samples'] == 200
