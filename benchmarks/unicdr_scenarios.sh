@@ -8,8 +8,8 @@
 # Run from the repository root; extra arguments go to every `cdrgraph train` call, e.g.
 #   bash benchmarks/unicdr_scenarios.sh --seeds 0,1 --device cuda
 #   SCENARIOS="dual_user_intra_sport_cloth" bash benchmarks/unicdr_scenarios.sh
-# The UniCDR+ ablation on Sport–Cloth (benchmarks/configs/unicdr_plus_ablation_sport_cloth.yaml) runs after the
-# scenarios unless ABLATION=0.
+# The UniCDR+ ablation (UniCDRPlus-noGNN, UniCDRPlus-noSoft) is part of the Sport–Cloth run; skip it with
+#   bash benchmarks/unicdr_scenarios.sh --models Popularity,SMF,LightGCN,UniCDR,UniCDRPlus
 # Interrupted runs continue with --resume. On a shared CPU set OMP_NUM_THREADS (1 under load).
 set -euo pipefail
 SCENARIOS=${SCENARIOS:-"dual_user_intra_sport_cloth dual_user_inter_game_video multi_item_intra_xmrec multi_user_intra_movielens"}
@@ -17,7 +17,3 @@ for scenario in ${SCENARIOS}; do
   cdrgraph train "benchmarks/configs/unicdr_bench_${scenario}.yaml" \
     --out "benchmarks/results/unicdr_bench_${scenario}" --no-progress "$@"
 done
-if [ "${ABLATION:-1}" != "0" ]; then
-  cdrgraph train benchmarks/configs/unicdr_plus_ablation_sport_cloth.yaml \
-    --out benchmarks/results/unicdr_plus_ablation_sport_cloth --no-progress "$@"
-fi
