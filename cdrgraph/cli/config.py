@@ -82,13 +82,14 @@ def set_by_path(cfg: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         last = depth == len(parts) - 1
         where = '.'.join(parts[:depth]) or '<top level>'
         if isinstance(node, list):
-            if _list_index(node, part) is None:
+            index = _list_index(node, part)
+            if index is None:
                 raise ConfigError(f'--set {path!r}: {where} is a list of {len(node)} entries; '
                                   f'use an index 0..{len(node) - 1} instead of {part!r}')
             if last:
-                node[int(part)] = value
+                node[index] = value
             else:
-                node = node[int(part)]
+                node = node[index]
         elif isinstance(node, dict):
             if last:
                 node[part] = value
@@ -118,8 +119,9 @@ def get_by_path(cfg: Any, path: str, default: Any = None) -> Any:
     """
     node: Any = cfg
     for part in path.split('.'):
-        if isinstance(node, list) and _list_index(node, part) is not None:
-            node = node[int(part)]
+        index = _list_index(node, part) if isinstance(node, list) else None
+        if index is not None:
+            node = node[index]
         elif isinstance(node, dict) and part in node:
             node = node[part]
         else:

@@ -450,8 +450,7 @@ def _point_of(folder: str, keys: Sequence[str]) -> tuple[str, ...] | None:
     values = [get_by_path(cfg, key, missing) for key in keys]
     if any(v is missing for v in values):
         return None
-    out = [str(v) for v in values]
-    return tuple(out)
+    return tuple(str(v) for v in values)
 
 
 def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
