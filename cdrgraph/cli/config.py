@@ -129,9 +129,24 @@ def get_by_path(cfg: Any, path: str, default: Any = None) -> Any:
     return node
 
 
+def _tree_copy(node: Any) -> Any:
+    r"""Copy of a YAML tree in which no mapping or list is shared.
+
+    ``copy.deepcopy`` keeps the sharing that YAML aliases create (``*name``
+    and ``<<: *name`` hand every use the same dict), so a ``--set`` on one
+    aliased entry would change all of them; rebuilding every container
+    gives each use its own copy."""
+    if isinstance(node, dict):
+        return {key: _tree_copy(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_tree_copy(value) for value in node]
+    return copy.deepcopy(node)
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    r"""Apply ``--set key=value`` strings in order; returns a new config."""
-    out = copy.deepcopy(cfg)
+    r"""Apply ``--set key=value`` strings in order; returns a new config in
+    which YAML aliases are independent copies (see :func:`_tree_copy`)."""
+    out = _tree_copy(cfg)
     for text in overrides:
         key, value = parse_assignment(text)
         set_by_path(out, key, value)

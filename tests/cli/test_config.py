@@ -144,6 +144,24 @@ def test_load_config_with_overrides(tiny_yaml, tmp_path):
         load_config(str(bad))
 
 
+def test_yaml_aliases_are_independent_after_load(tiny_cfg, tmp_path):
+    # one train mapping written once (&shared), reused by alias (C) and by merge key (B)
+    del tiny_cfg['models']
+    path = tmp_path / 'anchors.yaml'
+    path.write_text(yaml.safe_dump(tiny_cfg, sort_keys=False) + (
+        'models:\n'
+        '  A: {class: BPRMF, model: {embedding_dim: 4}, train: &shared {lr: 0.003, batch_size: 32}}\n'
+        '  B: {class: BPRMF, model: {embedding_dim: 4}, train: {<<: *shared, batch_size: 16}}\n'
+        '  C: {class: BPRMF, model: {embedding_dim: 4}, train: *shared}\n'))
+    cfg = load_config(str(path), ['models.A.train.lr=0.1'])
+    train = {name: cfg['models'][name]['train'] for name in 'ABC'}
+    assert train == {'A': {'lr': 0.1, 'batch_size': 32}, 'B': {'lr': 0.003, 'batch_size': 16},
+                     'C': {'lr': 0.003, 'batch_size': 32}}
+    # no container is shared: a later in-place change of one entry cannot reach another
+    cfg['models']['C']['train']['lr'] = 1.0
+    assert cfg['models']['B']['train']['lr'] == 0.003 and cfg['models']['A']['train']['lr'] == 0.1
+
+
 def test_check_keys_without_suggestion():
     with pytest.raises(ConfigError, match=r"^x: unknown key 'zzz'; allowed keys: a, b$"):
         check_keys(['a', 'zzz'], ['a', 'b'], 'x')
