@@ -169,3 +169,47 @@ def test_bench_unicdr_epoch_tiny_config(tmp_path):
         assert r['profile_top'] and abs(sum(p['share'] for p in r['profile_top'])) <= 1 + 1e-9
     with pytest.raises(SystemExit, match='no model entry'):
         bench_unicdr_epoch.main(['--config', str(path), '--models', 'SMF'])
+
+
+def test_scenario_summary(tmp_path):
+    import importlib.util
+
+    import pandas as pd
+    import yaml
+    spec = importlib.util.spec_from_file_location('scenario_summary',
+                                                  osp.join(ROOT, 'benchmarks', 'scenario_summary.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cols = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
+
+    def write(name, protocol, rows):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / 'config.yaml').write_text(yaml.safe_dump({'name': name, 'evaluation': {'protocol': protocol}}))
+        pd.DataFrame(rows, columns=cols).to_csv(folder / 'results.csv', index=False)
+        return str(folder)
+
+    # s1: two seeds; per domain A beats B on x only; rows of another protocol must be ignored
+    rows = []
+    for seed, (ax, ay, bx, by) in enumerate([(0.3, 0.1, 0.2, 0.2), (0.5, 0.1, 0.2, 0.3)]):
+        for model, x, y in (('A', ax, ay), ('B', bx, by)):
+            rows += [[model, seed, 'sampled', 'ndcg@10', 'x', x], [model, seed, 'sampled', 'ndcg@10', 'y', y],
+                     [model, seed, 'sampled', 'ndcg@10', 'mean', (x + y) / 2],
+                     [model, seed, 'full', 'ndcg@10', 'mean', 9.0]]
+    one = write('s1', 'sampled', rows)
+    # s2: B only, one seed, full protocol
+    two = write('s2', 'full', [['B', 0, 'full', 'ndcg@10', 'x', 0.5], ['B', 0, 'full', 'ndcg@10', 'mean', 0.5]])
+    text = mod.scenario_summary([one, two], 'ndcg@10', [('A', 'B')])
+    lines = text.splitlines()
+    assert lines[0] == '| scenario | seeds | A | B |'
+    # mean over domains: A seed 0 0.2, seed 1 0.3 -> 0.25 ± 0.0707 (bold); B 0.2, 0.25 -> 0.225 ± 0.0354
+    assert lines[2] == '| s1 | 0,1 | **0.2500 ± 0.0707** | 0.2250 ± 0.0354 |'
+    assert lines[3] == '| s2 | 0 | — | **0.5000 ± 0.0000** |'
+    checks = [line for line in lines if line.startswith('| s1 |')][1]
+    # seed-means: A x 0.4 y 0.1, B x 0.2 y 0.25 -> A wins on x only, and on the mean
+    assert checks == '| s1 | 1 of 2 | yes (0.2500 vs 0.2250) |'
+    assert [line for line in lines if line.startswith('| s2 |')][1] == '| s2 | — | — |'
+    with pytest.raises(ValueError, match="no 'hr@10' rows"):
+        mod.scenario_summary([one], 'hr@10')
+    with pytest.raises(FileNotFoundError, match='cdrgraph train'):
+        mod.scenario_summary([str(tmp_path / 'none')])
