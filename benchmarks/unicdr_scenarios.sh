@@ -5,7 +5,8 @@
 # Popularity, single-domain SMF and LightGCN in the same run, 5 seeds, per-domain HR@10 / NDCG@10 / MRR tables
 # ('↓' where UniCDR < SMF or UniCDR+ < LightGCN) in benchmarks/results/unicdr_bench_<scenario>/results.md; the
 # cross-scenario summary with benchmarks/scenario_summary.py. Configs:
-# benchmarks/configs/unicdr_bench_*.yaml (CPU budget: at most 3,000 UniCDR steps per seed; the paper-budget versions are configs/unicdr_*.yaml).
+# benchmarks/configs/unicdr_bench_*.yaml (CPU budget: at most 3,000 UniCDR steps per seed; the paper-budget
+# versions are configs/unicdr_*.yaml).
 # Run from the repository root; extra arguments go to every `cdrgraph train` call, e.g.
 #   bash benchmarks/unicdr_scenarios.sh --seeds 0,1 --device cuda
 #   SCENARIOS="dual_user_intra_sport_cloth" bash benchmarks/unicdr_scenarios.sh
