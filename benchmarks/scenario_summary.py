@@ -6,7 +6,7 @@ domain mean. The README's UniCDR scenario summary (issue 4) is made with it.
 Usage::
 
     python benchmarks/scenario_summary.py benchmarks/results/unicdr_bench_* --metric ndcg@10 \
-        --compare UniCDRPlus:UniCDR,UniCDR:LightGCN
+        --compare UniCDRPlus:UniCDR,UniCDR:LightGCN --models Popularity,SMF,LightGCN,UniCDR,UniCDRPlus
 
 Each folder is the output of ``cdrgraph train --out`` or ``cdrgraph merge --out`` (``config.yaml`` and
 ``results.csv``).
@@ -43,15 +43,22 @@ def _load(folder: str, metric: str) -> tuple[str, pd.DataFrame]:
 
 
 def scenario_summary(folders: list[str], metric: str = 'ndcg@10',
-                     compare: list[tuple[str, str]] | None = None) -> str:
-    r"""Markdown text of the two tables (see the module docstring)."""
+                     compare: list[tuple[str, str]] | None = None, models: list[str] | None = None) -> str:
+    r"""Markdown text of the two tables (see the module docstring); ``models``
+    picks and orders the first table's columns (default: every model, in
+    the order the folders list them)."""
     runs = [_load(f, metric) for f in folders]
-    models = list(dict.fromkeys(m for _, df in runs for m in df['model']))
+    found = list(dict.fromkeys(m for _, df in runs for m in df['model']))
+    unknown = [m for m in models or [] if m not in found]
+    if unknown:
+        raise ValueError(f'models {unknown} are in none of the folders (they hold {found})')
+    models = list(models or found)
     better = higher_is_better(metric)
     lines = ['| scenario | seeds | ' + ' | '.join(models) + ' |', '|---|---|' + '---:|' * len(models)]
     for name, df in runs:
         stats = df[df['domain'] == 'mean'].groupby('model')['value'].agg(['mean', 'std', 'count'])
-        best = stats['mean'].max() if better else stats['mean'].min()
+        shown = stats['mean'][stats.index.isin(models)]
+        best = shown.max() if better else shown.min()
         seeds = sorted(df['seed'].unique().tolist())
         cells = []
         for m in models:
@@ -81,7 +88,8 @@ def scenario_summary(folders: list[str], metric: str = 'ndcg@10',
                 ok = ma['mean'] >= mb['mean'] if better else ma['mean'] <= mb['mean']
                 verdicts.append(f'{"yes" if ok else "no"} ({ma["mean"]:.4f} vs {mb["mean"]:.4f})')
             rows.append(f'| {name} | ' + ' | '.join(counts + verdicts) + ' |')
-        out += '\n' + '\n'.join(rows) + f'\n\n(seed-means of {metric} per domain; "≥" reads "≤" for error metrics)\n'
+        note = f'(seed-means of {metric} per domain; "≥" reads "≤" for error metrics)'
+        out += '\n' + '\n'.join(rows) + f'\n\n{note}\n'
     return out
 
 
@@ -90,12 +98,13 @@ def main() -> None:
     parser.add_argument('folders', nargs='+')
     parser.add_argument('--metric', default='ndcg@10')
     parser.add_argument('--compare', default='', help='comma-separated A:B pairs, e.g. UniCDRPlus:UniCDR')
+    parser.add_argument('--models', default='', help='comma-separated columns of the first table, in order')
     args = parser.parse_args()
     pairs = [tuple(p.split(':')) for p in args.compare.split(',') if p]
     bad = [p for p in pairs if len(p) != 2 or not all(p)]
     if bad:
         parser.error(f'--compare: expected MODEL:MODEL pairs, got {[":".join(p) for p in bad]}')
-    print(scenario_summary(args.folders, args.metric, pairs))
+    print(scenario_summary(args.folders, args.metric, pairs, [m for m in args.models.split(',') if m] or None))
 
 
 if __name__ == '__main__':

@@ -213,3 +213,7 @@ def test_scenario_summary(tmp_path):
         mod.scenario_summary([one], 'hr@10')
     with pytest.raises(FileNotFoundError, match='cdrgraph train'):
         mod.scenario_summary([str(tmp_path / 'none')])
+    # chosen columns, in the given order
+    assert mod.scenario_summary([one, two], models=['B']).splitlines()[2] == '| s1 | 0,1 | **0.2250 ± 0.0354** |'
+    with pytest.raises(ValueError, match=r"models \['Z'\] are in none"):
+        mod.scenario_summary([one], models=['Z'])
