@@ -18,27 +18,20 @@ import os.path as osp
 import sys
 
 import pandas as pd
-import yaml
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
 
+from cdrgraph.cli.experiment import load_run  # noqa: E402
 from cdrgraph.metrics.report import higher_is_better  # noqa: E402
 
 
 def _load(folder: str, metric: str) -> tuple[str, pd.DataFrame]:
-    for name in ('config.yaml', 'results.csv'):
-        if not osp.exists(osp.join(folder, name)):
-            raise FileNotFoundError(f'{folder}/{name} is missing: pass folders written by `cdrgraph train --out` '
-                                    'or `cdrgraph merge --out`')
-    with open(osp.join(folder, 'config.yaml')) as f:
-        cfg = yaml.safe_load(f)
+    cfg, df = load_run(folder)
     protocol = (cfg.get('evaluation') or {}).get('protocol')
-    df = pd.read_csv(osp.join(folder, 'results.csv'), dtype={'domain': str}, keep_default_na=False)
     df = df[(df['protocol'] == protocol) & (df['metric'] == metric)]
     if df.empty:
         raise ValueError(f'{folder}/results.csv: no {metric!r} rows for the config\'s protocol {protocol!r}')
-    df = df.assign(value=pd.to_numeric(df['value']))
     return cfg.get('name') or osp.basename(osp.normpath(folder)), df
 
 

@@ -211,7 +211,7 @@ def test_scenario_summary(tmp_path):
     assert [line for line in lines if line.startswith('| s2 |')][1] == '| s2 | — | — |'
     with pytest.raises(ValueError, match="no 'hr@10' rows"):
         mod.scenario_summary([one], 'hr@10')
-    with pytest.raises(FileNotFoundError, match='cdrgraph train'):
+    with pytest.raises(ValueError, match='no config.yaml; expected an output folder of `cdrgraph train`'):
         mod.scenario_summary([str(tmp_path / 'none')])
     # chosen columns, in the given order
     assert mod.scenario_summary([one, two], models=['B']).splitlines()[2] == '| s1 | 0,1 | **0.2250 ± 0.0354** |'

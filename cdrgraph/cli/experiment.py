@@ -47,7 +47,7 @@ from cdrgraph.train.fit import fit
 from cdrgraph.train.seed import seed_everything
 
 __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
-           'write_results', 'merge_runs', 'select_models', 'RESULT_COLUMNS']
+           'write_results', 'merge_runs', 'load_run', 'select_models', 'RESULT_COLUMNS']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
 SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
@@ -381,11 +381,18 @@ def _read_results(path: str) -> pd.DataFrame:
     return df
 
 
-def _load_run(folder: str) -> tuple[dict[str, Any], pd.DataFrame]:
+def load_run(folder: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    r"""``(config, results)`` of an output folder of ``cdrgraph train --out``
+    or ``cdrgraph merge --out``: its ``config.yaml`` and ``results.csv``
+    (columns :obj:`RESULT_COLUMNS`, ``seed`` as int, ``value`` as float).
+
+    Example:
+        >>> cfg, df = load_run('benchmarks/results/baselines_sport_cloth')
+    """
     for name in ('config.yaml', 'results.csv'):
         if not osp.exists(osp.join(folder, name)):
-            raise ConfigError(f'{folder}: no {name}; merge takes output folders of `cdrgraph train` '
-                              '(--out DIR), each holding config.yaml and results.csv')
+            raise ConfigError(f'{folder}: no {name}; expected an output folder of `cdrgraph train` or '
+                              '`cdrgraph merge` (--out DIR), holding config.yaml and results.csv')
     with open(osp.join(folder, 'config.yaml')) as f:
         cfg = yaml.safe_load(f)
     df = _read_results(osp.join(folder, 'results.csv'))
@@ -395,7 +402,7 @@ def _load_run(folder: str) -> tuple[dict[str, Any], pd.DataFrame]:
 
 
 def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
-    runs = [(f, *_load_run(f)) for f in folders]
+    runs = [(f, *load_run(f)) for f in folders]
     first, cfg0, _ = runs[0]
 
     def rest(cfg: Mapping[str, Any]) -> dict[str, Any]:
