@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import networkx as nx
 import pandas as pd
 import yaml
 from torch_geometric.data import HeteroData
@@ -401,6 +402,31 @@ def load_run(folder: str) -> tuple[dict[str, Any], pd.DataFrame]:
     return cfg, df
 
 
+def _model_order(parts: Sequence[Sequence[str]], baseline: Mapping[str, str] | None) -> list[str]:
+    r"""One order of the model entries of runs merged from parts. Each part
+    lists a subsequence of its config's order, so consecutive names are
+    constraints; parts that share no model (``--models UniCDR`` beside
+    ``--models SMF,LightGCN``) are ordered by the config's ``baseline``
+    mapping (a baseline before the models compared with it) where the parts
+    do not say otherwise; remaining ties put models without a baseline
+    first, then keep the order of first appearance. Parts of configs that
+    list the models in contradicting orders fall back to first appearance."""
+    graph: nx.DiGraph = nx.DiGraph()
+    first: dict[str, int] = {}
+    for names in parts:
+        for name in names:
+            first.setdefault(name, len(first))
+            graph.add_node(name)
+        graph.add_edges_from(zip(names, names[1:], strict=False))
+    if not nx.is_directed_acyclic_graph(graph):
+        return list(first)
+    for model, base in (baseline or {}).items():
+        if model in first and base in first and not nx.has_path(graph, model, base):
+            graph.add_edge(base, model)
+    compared = set(baseline or {})
+    return list(nx.lexicographical_topological_sort(graph, key=lambda m: (m in compared, first[m])))
+
+
 def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     runs = [(f, *load_run(f)) for f in folders]
     first, cfg0, _ = runs[0]
@@ -410,14 +436,9 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
 
     base = rest(cfg0)
     models: dict[str, Any] = {}
-    order: list[str] = []   # each part lists a subsequence of the config's order; keep every part's order
+    order = _model_order([list(cfg.get('models') or {}) for _, cfg, _ in runs], cfg0.get('baseline'))
     owner: dict[tuple[str, int], str] = {}
     for folder, cfg, df in runs:
-        prev = None
-        for name in cfg.get('models') or {}:
-            if name not in order:
-                order.insert(order.index(prev) + 1 if prev is not None else 0, name)
-            prev = name
         mine = rest(cfg)
         differ = sorted(k for k in set(mine) | set(base) if mine.get(k) != base.get(k))
         if differ:
@@ -471,6 +492,9 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     from the point's ``config.yaml``). Raises :class:`ConfigError`
     when the runs' data, split, candidates, evaluation or training differ,
     or when a (model, seed) appears twice. Checkpoints are not copied.
+    Models keep their config order as far as the parts show it; parts that
+    share no model are placed by the config's ``baseline`` mapping (a
+    baseline before the models compared with it).
 
     Example:
         >>> merge_runs(['runs/a-seeds012', 'runs/a-seeds34'], 'runs/a')

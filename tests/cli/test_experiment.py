@@ -164,6 +164,27 @@ def test_runs_in_parts_merge_into_the_whole_run(tiny_cfg, tmp_path):
         run_experiment(tiny_cfg, str(tmp_path / 'x'), models=['SMF'])
 
 
+def test_merge_orders_disjoint_parts_like_the_config(tiny_cfg, tmp_path):
+    from cdrgraph.cli.experiment import _model_order, merge_runs
+    tiny_cfg['models'] = {'BPRMF': {'model': {'embedding_dim': 4}},
+                          'MF2': {'class': 'BPRMF', 'model': {'embedding_dim': 2}},
+                          'CMF': {'model': {'embedding_dim': 4}}}
+    tiny_cfg['baseline'] = {'CMF': 'BPRMF'}
+    # the compared model alone first, its baseline in a part that shares no model with it
+    run_experiment(tiny_cfg, str(tmp_path / 'a'), seeds=[0], models=['CMF'])
+    run_experiment(tiny_cfg, str(tmp_path / 'b'), seeds=[0], models=['Popularity', 'BPRMF', 'MF2'])
+    for parts in (['a', 'b'], ['b', 'a']):
+        merged = merge_runs([str(tmp_path / p) for p in parts], str(tmp_path / 'm'))
+        assert list(merged['model'].unique()) == ['Popularity', 'BPRMF', 'MF2', 'CMF'], parts
+    import yaml
+    assert list(yaml.safe_load((tmp_path / 'm' / 'config.yaml').read_text())['models']) == ['BPRMF', 'MF2', 'CMF']
+    # a part's own order wins over the baseline rule (B stays before its baseline A; C, compared with nothing,
+    # goes first); contradicting parts keep first appearance
+    assert _model_order([['B', 'A'], ['C']], {'B': 'A'}) == ['C', 'B', 'A']
+    assert _model_order([['A', 'B'], ['B', 'A']], None) == ['A', 'B']
+    assert _model_order([['X'], ['S', 'L'], ['Y']], {'X': 'S', 'Y': 'L'}) == ['S', 'L', 'X', 'Y']
+
+
 def test_sweeps_in_parts_merge_point_by_point(tiny_cfg, tmp_path):
     from cdrgraph.cli.experiment import merge_runs, run_sweep
     grid = {'models.BPRMF.model.embedding_dim': [2, 4]}
