@@ -204,6 +204,7 @@ def fit(
     monitor: str = 'ndcg@10/mean',
     monitor_mode: str = 'max',
     patience: int = 10,
+    min_epochs: int = 0,
     eval_every: int = 1,
     seed: int = 0,
     checkpoint_dir: str | None = None,
@@ -293,6 +294,14 @@ def fit(
             (default: :obj:`'max'`)
         patience (int, optional): evaluations without improvement before a
             stage stops. (default: :obj:`10`)
+        min_epochs (int, optional): a stage is not stopped early before
+            this many of its epochs are done, so that a validation dip right
+            after a good first evaluation (models whose early epochs pass
+            through a worse-than-popularity phase) cannot end the run; the
+            best state is still the best evaluation of the whole stage; when
+            ``patience`` evaluations without improvement have passed by then
+            the stage stops right after its ``min_epochs``-th epoch,
+            otherwise as usual. (default: :obj:`0`)
         eval_every (int, optional): validate every this many epochs.
             (default: :obj:`1`)
         seed (int, optional): seeds Python, NumPy, torch and the loader.
@@ -329,6 +338,8 @@ def fit(
         raise ValueError(f"fit: monitor_mode must be 'max' or 'min', got {monitor_mode!r}")
     if eval_every < 1:
         raise ValueError(f'fit: eval_every must be >= 1, got {eval_every}')
+    if min_epochs < 0:
+        raise ValueError(f'fit: min_epochs must be >= 0, got {min_epochs}')
     if epochs < 0:
         raise ValueError(f'fit: epochs must be >= 0, got {epochs}')
     if max_steps_per_epoch is not None and max_steps_per_epoch < 1:
@@ -487,7 +498,7 @@ def fit(
             checkpoint(si, epoch, optimizer, stopper, best_state, stage_done=False, finished=False)
             if callback is not None:
                 callback(dict(row))
-            if stopper.should_stop:
+            if stopper.should_stop and epoch + 1 >= min_epochs:
                 break
         bar.close()
         del ddp

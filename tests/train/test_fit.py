@@ -159,6 +159,28 @@ def test_early_stopping_stops_at_patience(toy, splits):
     assert ev.calls == 5
 
 
+def test_min_epochs_keeps_training_through_an_early_dip(toy, splits):
+    train, val = splits
+    model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
+    # good first evaluation, a dip of 3 evaluations (patience reached after epoch 3), then the real rise
+    scores = [0.3, 0.1, 0.2, 0.25, 0.4, 0.5, 0.45, 0.44, 0.43, 0.9]
+    ev = toy['ScriptedEvaluator'](scores)
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=20, patience=3,
+              min_epochs=5, progress=False)
+    # without min_epochs the run would stop after epoch 3 with 0.3; here it goes on, improves at epochs 4 and 5
+    # and stops three evaluations after its best
+    assert [h['epoch'] for h in res.history] == list(range(9))
+    assert res.best_epoch == {'joint': 5} and res.best_metric == {'joint': 0.5}
+    assert res.stopped_early == {'joint': True}
+    # patience already used up when min_epochs is reached: stop right after the min_epochs-th epoch
+    ev = toy['ScriptedEvaluator']([0.3, 0.1, 0.2, 0.25, 0.2, 0.2, 0.9])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=20, patience=3,
+              min_epochs=5, progress=False)
+    assert [h['epoch'] for h in res.history] == list(range(5)) and res.best_epoch == {'joint': 0}
+    with pytest.raises(ValueError, match='min_epochs must be >= 0'):
+        fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, min_epochs=-1, progress=False)
+
+
 def test_eval_every_and_min_mode(toy, splits):
     train, val = splits
     model = toy['ToyMF'](int(train['user'].num_nodes), int(train['item'].num_nodes))
