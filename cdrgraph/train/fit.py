@@ -296,9 +296,8 @@ def fit(
             stage stops. (default: :obj:`10`)
         min_epochs (int, optional): a stage is not stopped early before
             this many of its epochs are done, so that a validation dip right
-            after a good first evaluation (models whose early epochs pass
-            through a worse-than-popularity phase) cannot end the run; the
-            best state is still the best evaluation of the whole stage; when
+            after a good first evaluation cannot end the run; the best state
+            is still the best evaluation of the whole stage; when
             ``patience`` evaluations without improvement have passed by then
             the stage stops right after its ``min_epochs``-th epoch,
             otherwise as usual. (default: :obj:`0`)
@@ -503,7 +502,8 @@ def fit(
         bar.close()
         del ddp
         model.zero_grad(set_to_none=True)  # no stale gradients leak into the next stage
-        result.stopped_early[stage] = stopper.should_stop
+        # a stage kept going by min_epochs until its last epoch was not stopped early
+        result.stopped_early[stage] = stopper.should_stop and last_epoch + 1 >= min_epochs
         if best_state is not None:
             model.load_state_dict(best_state)
         else:

@@ -177,6 +177,12 @@ def test_min_epochs_keeps_training_through_an_early_dip(toy, splits):
     res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=20, patience=3,
               min_epochs=5, progress=False)
     assert [h['epoch'] for h in res.history] == list(range(5)) and res.best_epoch == {'joint': 0}
+    assert res.stopped_early == {'joint': True}
+    # min_epochs beyond the stage: it runs to its end and is not reported as stopped early
+    ev = toy['ScriptedEvaluator']([0.3, 0.1, 0.2, 0.25])
+    res = fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, epochs=4, patience=3,
+              min_epochs=10, progress=False)
+    assert len(res.history) == 4 and res.stopped_early == {'joint': False}
     with pytest.raises(ValueError, match='min_epochs must be >= 0'):
         fit(model, train, val, loader=toy['ToyLoader'](train), evaluator=ev, min_epochs=-1, progress=False)
 
