@@ -12,6 +12,9 @@ settings (batch size, negatives, domain policy):
 * the projected time of one pass over the training pairs
   (``ceil(|train pairs| / batch_size)`` steps) and of the config's budgeted
   epoch (``max_steps_per_epoch`` steps);
+* with ``--optimizer-impl default,fused``: each figure once per Adam
+  implementation (``fit(optimizer_impl=...)``) and the step-time ratio to
+  the first one;
 * with ``--profile``: the top operators (PyTorch profiler, self CPU time) of
   ``--profile-steps`` training steps.
 
@@ -19,6 +22,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_unicdr_epoch.py --steps 20
     python benchmarks/bench_unicdr_epoch.py --models UniCDRPlus --profile --json unicdr_epoch.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_unicdr_epoch.py --optimizer-impl default,fused
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ def _step_kwargs(cfg: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
     return {k: kw[k] for k in _STEP_KEYS if k in kw}
 
 
-def time_model(cfg: dict[str, Any], name: str, splits: tuple, steps: int, profile_steps: int) -> dict[str, Any]:
+def time_model(cfg: dict[str, Any], name: str, splits: tuple, steps: int, profile_steps: int,
+               optimizer_impl: str | None = None) -> dict[str, Any]:
     from cdrgraph.cli.config import build_model
     from cdrgraph.data.schema import INTERACTS
     from cdrgraph.train.fit import _build_loader, _exclude_links, fit
@@ -61,6 +66,8 @@ def time_model(cfg: dict[str, Any], name: str, splits: tuple, steps: int, profil
     train = splits[0]
     entry = cfg['models'][name]
     kw = _step_kwargs(cfg, entry)
+    if optimizer_impl is not None:
+        kw['optimizer_impl'] = optimizer_impl
     seed_everything(0)
     model = build_model(entry, train)
     batch_size = int(kw.get('batch_size', 1024))
@@ -90,7 +97,8 @@ def time_model(cfg: dict[str, Any], name: str, splits: tuple, steps: int, profil
     full_steps = math.ceil(num_pairs / batch_size)
     budget = cfg['train'].get('max_steps_per_epoch')
     out: dict[str, Any] = {
-        'model': name, 'batch_size': batch_size, 'num_negatives': kw.get('num_negatives', 1),
+        'model': name, 'optimizer_impl': kw.get('optimizer_impl', 'default'), 'batch_size': batch_size,
+        'num_negatives': kw.get('num_negatives', 1),
         'train_pairs': num_pairs, 'sampling_s_per_step': sampling, 'train_s_per_step': step,
         'sampling_share': sampling / step, 'steps_per_pass': full_steps,
         'pass_s': step * full_steps,
@@ -115,6 +123,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument('--steps', type=int, default=20, help='timed training steps (and sampled batches)')
     p.add_argument('--profile', action='store_true', help='also profile training steps (torch.profiler)')
     p.add_argument('--profile-steps', type=int, default=5)
+    p.add_argument('--optimizer-impl', default=None,
+                   help="comma-separated fit(optimizer_impl=...) values to time, e.g. 'default,fused' "
+                        "(default: the config's)")
     p.add_argument('--json', default=None, help='write the figures to this file')
     args = p.parse_args(argv)
     from cdrgraph.cli.main import THP_ENV
@@ -131,12 +142,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"# {cfg['name']}: torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{platform.processor() or platform.machine()}, {THP_ENV}={os.environ[THP_ENV]}, "
           f'load average {os.getloadavg()}')
+    impls = [i for i in args.optimizer_impl.split(',') if i] if args.optimizer_impl else [None]
     rows = []
-    for name in names:
-        r = time_model(cfg, name, splits, args.steps, args.profile_steps if args.profile else 0)
+    for name, impl in ((n, i) for n in names for i in impls):
+        r = time_model(cfg, name, splits, args.steps, args.profile_steps if args.profile else 0, impl)
         rows.append(r)
         budget = (f", {r['budget_epoch_steps']}-step budget epoch {r['budget_epoch_s']:.1f} s"
                   if r['budget_epoch_s'] else '')
+        if impl is not None:
+            first = rows[-1 - impls.index(impl)]
+            r['step_ratio_to_first_impl'] = r['train_s_per_step'] / first['train_s_per_step']
+            budget += f"; Adam {impl!r}: {r['step_ratio_to_first_impl']:.2f}x the step of {impls[0]!r}"
         print(f"{name}: batch {r['batch_size']} x {r['num_negatives']} negatives, "
               f"{r['train_s_per_step'] * 1e3:.0f} ms/step (sampling {r['sampling_s_per_step'] * 1e3:.1f} ms = "
               f"{100 * r['sampling_share']:.1f} %); one pass over {r['train_pairs']:,} pairs = "

@@ -167,8 +167,17 @@ def test_bench_unicdr_epoch_tiny_config(tmp_path):
         assert r['steps_per_pass'] == -(-r['train_pairs'] // 32) and r['budget_epoch_steps'] == 4
         assert r['pass_s'] == pytest.approx(r['train_s_per_step'] * r['steps_per_pass'])
         assert r['profile_top'] and abs(sum(p['share'] for p in r['profile_top'])) <= 1 + 1e-9
+    assert {r['optimizer_impl'] for r in rows} == {'default'} and 'step_ratio_to_first_impl' not in uni
     with pytest.raises(SystemExit, match='no model entry'):
         bench_unicdr_epoch.main(['--config', str(path), '--models', 'SMF'])
+    rows = bench_unicdr_epoch.main(['--config', str(path), '--models', 'UniCDR', '--steps', '2',
+                                    '--optimizer-impl', 'default,fused'])
+    assert [(r['model'], r['optimizer_impl']) for r in rows] == [('UniCDR', 'default'), ('UniCDR', 'fused')]
+    assert rows[0]['step_ratio_to_first_impl'] == 1.0
+    assert rows[1]['step_ratio_to_first_impl'] == pytest.approx(rows[1]['train_s_per_step'] /
+                                                                rows[0]['train_s_per_step'])
+    with pytest.raises(ValueError, match='optimizer_impl must be one of'):
+        bench_unicdr_epoch.main(['--config', str(path), '--models', 'UniCDR', '--optimizer-impl', 'fast'])
 
 
 def test_scenario_summary(tmp_path):

@@ -377,3 +377,31 @@ def test_sampler_backend_reaches_the_loader():
         assert res.history[0]['steps'] > 0 and res.history[0]['loss'] > 0
     with pytest.raises(ValueError, match="backend='bogus'"):
         fit(model, data, epochs=1, mode='sampled', sampler_backend='bogus', progress=False)
+
+
+@pytest.mark.parametrize('impl', ['for-loop', 'foreach', 'fused'])
+def test_optimizer_impl_computes_the_same_training(toy, splits, impl):
+    m_ref, r_ref = _run(toy, splits, epochs=3, weight_decay=1e-3)
+    m, r = _run(toy, splits, epochs=3, weight_decay=1e-3, optimizer_impl=impl)
+    # the same Adam update: equal up to the implementations' rounding
+    assert [h['loss'] for h in r.history] == pytest.approx([h['loss'] for h in r_ref.history], rel=1e-5)
+    for a, b in zip(m_ref.state_dict().values(), m.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(m.user.weight, _run(toy, splits, epochs=0)[0].user.weight)  # it did train
+
+
+def test_optimizer_impl_reaches_adam_and_is_checked(toy, splits, monkeypatch):
+    seen = []
+    orig = torch.optim.Adam
+
+    def spy(*args, **kwargs):
+        opt = orig(*args, **kwargs)
+        seen.append(opt.defaults)
+        return opt
+
+    monkeypatch.setattr(torch.optim, 'Adam', spy)
+    _run(toy, splits, epochs=1, optimizer_impl='fused')
+    assert seen and seen[0]['fused'] is True
+    with pytest.raises(ValueError, match=r"optimizer_impl must be one of \['default', 'for-loop', 'foreach', "
+                                         r"'fused'\], got 'fast'"):
+        _run(toy, splits, epochs=1, optimizer_impl='fast')

@@ -55,6 +55,10 @@ def test_partition_and_plain_adam_for_dense_models(splits):
     assert set(only_sparse.optimizers) == {'sparse'}
     with pytest.raises(ValueError, match=r'weight_decay=0.1 .*SparseAdam has no weight decay'):
         _make_optimizer(m, list(m.parameters()), 0.01, 0.1)
+    # optimizer_impl reaches the dense Adam of both paths
+    assert _make_optimizer(dense, list(dense.parameters()), 0.01, 0.0, 'fused').defaults['fused'] is True
+    mixed = _make_optimizer(m, list(m.parameters()), 0.01, 0.0, 'foreach')
+    assert mixed.optimizers['dense'].defaults['foreach'] is True
 
 
 def test_state_dict_round_trips_through_weights_only_checkpoint(splits, toy, tmp_path):
@@ -89,13 +93,15 @@ def test_state_dict_round_trips_through_weights_only_checkpoint(splits, toy, tmp
         opt_b.load_state_dict({'sparse': ck['optimizer']['sparse']})
 
 
-def test_sparse_fit_resume_is_bit_identical(splits, toy, tmp_path):
+@pytest.mark.parametrize('sparse,impl', [(True, 'default'), (True, 'fused'), (False, 'fused')])
+def test_fit_resume_is_bit_identical_per_optimizer(splits, toy, tmp_path, sparse, impl):
     train, val = splits
 
     def run(path, resume=False, callback=None):
-        m = _model(train, sparse=True)
+        m = _model(train, sparse=sparse, item_bias=impl == 'fused')
         res = fit(m, train, val, epochs=4, lr=0.05, evaluator=toy['ToyEvaluator'](), loader=toy['ToyLoader'](train),
-                  progress=False, resume=resume, callback=callback, checkpoint_dir=str(path), patience=10)
+                  progress=False, resume=resume, callback=callback, checkpoint_dir=str(path), patience=10,
+                  optimizer_impl=impl)
         return m, res
 
     m_ref, r_ref = run(tmp_path / 'ref')
@@ -110,7 +116,11 @@ def test_sparse_fit_resume_is_bit_identical(splits, toy, tmp_path):
     with pytest.raises(Crash):
         run(tmp_path / 'cut', callback=crash)
     last = torch.load(tmp_path / 'cut' / 'last.pt', weights_only=True)
-    assert set(last['optimizer']) == {'sparse'} and last['optimizer']['sparse']['state']
+    if sparse:
+        assert set(last['optimizer']) == ({'sparse', 'dense'} if impl == 'fused' else {'sparse'})
+        assert last['optimizer']['sparse']['state']
+    else:
+        assert last['optimizer']['state'] and last['optimizer']['param_groups'][0]['fused'] is True
     m_res, r_res = run(tmp_path / 'cut', resume=True)
     assert _strip(r_res.history) == _strip(r_ref.history)
     for a, b in zip(m_ref.state_dict().values(), m_res.state_dict().values(), strict=True):
