@@ -22,7 +22,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_unicdr_epoch.py --steps 20
     python benchmarks/bench_unicdr_epoch.py --models UniCDRPlus --profile --json unicdr_epoch.json
-    OMP_NUM_THREADS=1 python benchmarks/bench_unicdr_epoch.py --optimizer-impl default,fused
+    OMP_NUM_THREADS=1 python benchmarks/bench_unicdr_epoch.py --optimizer-impl default,fused,default,fused
 """
 from __future__ import annotations
 
@@ -144,13 +144,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
           f'load average {os.getloadavg()}')
     impls = [i for i in args.optimizer_impl.split(',') if i] if args.optimizer_impl else [None]
     rows = []
-    for name, impl in ((n, i) for n in names for i in impls):
+    for name, (pos, impl) in ((n, e) for n in names for e in enumerate(impls)):
         r = time_model(cfg, name, splits, args.steps, args.profile_steps if args.profile else 0, impl)
         rows.append(r)
         budget = (f", {r['budget_epoch_steps']}-step budget epoch {r['budget_epoch_s']:.1f} s"
                   if r['budget_epoch_s'] else '')
         if impl is not None:
-            first = rows[-1 - impls.index(impl)]
+            first = rows[-1 - pos]     # this model's row of the first listed implementation
             r['step_ratio_to_first_impl'] = r['train_s_per_step'] / first['train_s_per_step']
             budget += f"; Adam {impl!r}: {r['step_ratio_to_first_impl']:.2f}x the step of {impls[0]!r}"
         print(f"{name}: batch {r['batch_size']} x {r['num_negatives']} negatives, "
