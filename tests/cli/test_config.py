@@ -105,7 +105,7 @@ def test_validation_errors(tiny_cfg, path, value, expect):
 
 def test_train_error_lists_fit_arguments(tiny_cfg):
     tiny_cfg['train']['epoch'] = 3
-    with pytest.raises(ConfigError, match=r'allowed keys: epochs, lr, weight_decay, batch_size'):
+    with pytest.raises(ConfigError, match=r'allowed keys: epochs, lr, weight_decay, optimizer_impl, batch_size'):
         validate_config(tiny_cfg)
 
 
