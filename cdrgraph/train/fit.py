@@ -268,7 +268,7 @@ def fit(
             ``'default'`` (PyTorch's choice: the for-loop one on CPU),
             ``'for-loop'``, ``'foreach'`` or ``'fused'``. All compute the
             same update; ``'fused'`` is one kernel per step (the suite
-            measured UniCDR's Sport–Cloth step 0.82x the time of the
+            measured UniCDR's Sport–Cloth step 0.84x the time of the
             default on one CPU thread, where the 73k-row item table
             dominates; UniCDR+'s 0.91-1.01x) but rounds
             differently in the last bits, so its runs do not reproduce
