@@ -46,8 +46,8 @@ DEFAULT_CONFIG = osp.join(HERE, 'configs', 'unicdr_bench_dual_user_intra_sport_c
 
 #: fit() arguments that matter for a timed training step (validation, early stopping and the epoch budget are
 #: replaced by the benchmark's own)
-_STEP_KEYS = ('lr', 'weight_decay', 'batch_size', 'num_negatives', 'domain_policy', 'mode', 'num_neighbors',
-              'sampler_backend')
+_STEP_KEYS = ('lr', 'weight_decay', 'optimizer_impl', 'batch_size', 'num_negatives', 'domain_policy', 'mode',
+              'num_neighbors', 'sampler_backend')
 
 
 def _step_kwargs(cfg: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,11 @@ def test_bench_unicdr_epoch_tiny_config(tmp_path):
         assert r['step_ratio_to_first_impl'] == pytest.approx(r['train_s_per_step'] / rows[0]['train_s_per_step'])
     with pytest.raises(ValueError, match='optimizer_impl must be one of'):
         bench_unicdr_epoch.main(['--config', str(path), '--models', 'UniCDR', '--optimizer-impl', 'fast'])
+    # without --optimizer-impl the config's train.optimizer_impl is the one timed
+    cfg['train']['optimizer_impl'] = 'fused'
+    path.write_text(yaml.safe_dump(cfg))
+    rows = bench_unicdr_epoch.main(['--config', str(path), '--models', 'UniCDR', '--steps', '1'])
+    assert [r['optimizer_impl'] for r in rows] == ['fused']
 
 
 def test_scenario_summary(tmp_path):
