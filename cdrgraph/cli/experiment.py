@@ -44,15 +44,19 @@ from cdrgraph.data.schema import INTERACTS, domain_names
 from cdrgraph.train.checkpoint import save_checkpoint
 from cdrgraph.train.distributed import barrier, is_distributed, is_main_process
 from cdrgraph.train.evaluate import evaluate
-from cdrgraph.train.fit import fit
+from cdrgraph.train.fit import FitResult, fit
 from cdrgraph.train.seed import seed_everything
 
 __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
-           'write_results', 'merge_runs', 'load_run', 'select_models', 'RESULT_COLUMNS']
+           'write_results', 'merge_runs', 'load_run', 'select_models', 'select_on_validation', 'RESULT_COLUMNS',
+           'VAL_PREFIX']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
 SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
 MODEL_FILE = 'model.pt'
+#: metric-name prefix of the validation rows of results.csv (``val_ndcg@10``)
+VAL_PREFIX = 'val_'
+_HISTORY_KEYS = frozenset({'stage', 'epoch', 'loss', 'steps', 'seconds'})
 
 
 # ---------------------------------------------------------------- data
@@ -125,11 +129,15 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
     evaluator = build_evaluator(ev_cfg)
     seed_everything(seed)
     model = build_model(entry, train)
-    fit(model, train, val, evaluator=evaluator, seed=seed, checkpoint_dir=ckpt_dir, resume=resume,
-        device=device, progress=progress, **train_kwargs(cfg, entry))
+    result = fit(model, train, val, evaluator=evaluator, seed=seed, checkpoint_dir=ckpt_dir, resume=resume,
+                 device=device, progress=progress, **train_kwargs(cfg, entry))
     exclude = _held_out(val)
     shard = is_distributed()
     out = {protocol: evaluate(model, train, test, evaluator, exclude=exclude, device=device, distributed=shard)}
+    # the validation metrics of the tested model, as `val_<metric>/<domain>` (what a sweep selects on)
+    val_metrics = _selected_validation(result, model, train, val, evaluator, device, shard)
+    out[protocol].update({f'{VAL_PREFIX}{k}': v for k, v in val_metrics.items()
+                          if not k.rpartition('/')[0].startswith('num_')})
     if protocol == 'sampled' and ev_cfg.get('also_full'):
         out['full'] = evaluate(model, train, test, build_evaluator(ev_cfg, protocol='full'), exclude=exclude,
                                device=device, distributed=shard)
@@ -138,6 +146,27 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
         save_checkpoint({'model': state, 'config': dict(cfg), 'entry': name, 'seed': seed, 'domain': domain},
                         osp.join(ckpt_dir, MODEL_FILE))
     return {p: {k: float(v) for k, v in m.items()} for p, m in out.items()}
+
+
+def _selected_validation(result: FitResult, model: Any, train: HeteroData, val: HeteroData, evaluator: Any,
+                         device: str, shard: bool) -> dict[str, float]:
+    r"""Validation metrics of the model as :func:`fit` left it (the best state
+    of its last stage): the history row of that epoch when the stage was
+    monitored, otherwise a fresh evaluation on ``val`` (models without a
+    trained stage, e.g. ``Popularity``); empty when ``val`` holds no held-out
+    pairs."""
+    held = _held_out(val)
+    if held is None or held.numel() == 0:
+        return {}
+    stages = [row['stage'] for row in result.history]
+    if stages:
+        last, epoch = stages[-1], result.best_epoch.get(stages[-1])
+        rows = [r for r in result.history if r['stage'] == last and r['epoch'] == epoch and result.monitor in r]
+        if rows and result.best_metric.get(last) is not None:
+            return {k: float(v) for k, v in rows[-1].items()
+                    if k not in _HISTORY_KEYS and isinstance(v, (int, float)) and '/' in k}
+    metrics = evaluate(model, train, val, evaluator, device=device, distributed=shard)
+    return {k: float(v) for k, v in metrics.items() if '/' in k}
 
 
 def _add_means(metrics: dict[str, float]) -> dict[str, float]:
@@ -367,8 +396,71 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
         if is_main_process():
             all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
             with open(osp.join(out, 'sweep.md'), 'w') as f:
-                f.write('\n'.join(sections))
+                f.write('\n'.join([_selection_markdown(all_df, sub_cfg), *sections]))
     return all_df
+
+
+def select_on_validation(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.DataFrame:
+    r"""Per model, the sweep point whose validation value of the model's
+    early-stopping monitor (``train.monitor``, e.g. ``ndcg@10/mean``; the
+    ``val_`` rows of ``results.csv``), averaged over the point's seeds, is
+    best (largest, or smallest for ``monitor_mode: min``; the first point in
+    grid order on ties). The test value of the same metric is reported beside
+    it and never used to choose. Models whose rows hold no validation values
+    (runs written before they were recorded) are left out.
+
+    Args:
+        sweep (pandas.DataFrame): the long table of ``sweep.csv`` (grid
+            columns, then :data:`RESULT_COLUMNS`).
+        cfg (Mapping[str, Any]): a validated config of the sweep (for each
+            model's monitor).
+
+    Returns:
+        One row per model: ``model``, the grid columns, ``monitor``,
+        ``validation``, ``test``, ``seeds`` and ``points`` (how many points
+        had validation values).
+
+    Example:
+        >>> select_on_validation(pd.read_csv('runs/depth/sweep.csv'), cfg)
+    """
+    grid_cols = [c for c in sweep.columns if c not in RESULT_COLUMNS]
+    entries = model_entries(cfg)
+    rows = []
+    for model, group in sweep.groupby('model', sort=False):
+        kw = train_kwargs(cfg, entries.get(str(model), {}))
+        metric, _, dom = str(kw['monitor']).rpartition('/')
+        sign = -1.0 if kw['monitor_mode'] == 'min' else 1.0
+        best: dict[str, Any] | None = None
+        points = 0
+        for point, g in group.groupby(grid_cols, sort=False) if grid_cols else [((), group)]:
+            point = point if isinstance(point, tuple) else (point,)
+            val = g[(g['metric'] == f'{VAL_PREFIX}{metric}') & (g['domain'] == dom)]
+            if val.empty:
+                continue
+            points += 1
+            test = g[(g['metric'] == metric) & (g['domain'] == dom) & (g['protocol'] == val['protocol'].iloc[0])]
+            row = {'model': model, **dict(zip(grid_cols, point, strict=True)), 'monitor': kw['monitor'],
+                   'validation': float(val['value'].mean()),
+                   'test': float(test['value'].mean()) if not test.empty else float('nan'),
+                   'seeds': ','.join(str(v) for v in sorted(val['seed'].unique()))}
+            if best is None or sign * row['validation'] > sign * best['validation']:
+                best = row
+        if best is not None:
+            rows.append({**best, 'points': points})
+    return pd.DataFrame(rows, columns=['model', *grid_cols, 'monitor', 'validation', 'test', 'seeds', 'points'])
+
+
+def _selection_markdown(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> str:
+    sel = select_on_validation(sweep, cfg)
+    head = ('# Selected on validation\n\nPer model, the grid point with the best validation value of its '
+            'early-stopping monitor (mean over seeds); the test value is shown, not used to choose.\n\n')
+    if sel.empty:
+        return head + 'No validation values in these runs (written before cdrgraph recorded them).\n'
+    cols = list(sel.columns)
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
+    for rec in sel.itertuples(index=False):
+        lines.append('| ' + ' | '.join(f'{v:.4f}' if isinstance(v, float) else str(v) for v in rec) + ' |')
+    return head + '\n'.join(lines) + '\n'
 
 
 # ---------------------------------------------------------------- merging runs
@@ -541,8 +633,9 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
         merged.append(df)
     all_df = pd.concat(merged, ignore_index=True)
     all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
+    first, _ = load_run(osp.join(out, next(iter(sorted(points, key=list(values).index)))))
     with open(osp.join(out, 'sweep.md'), 'w') as fh:
-        fh.write('\n'.join(sections))
+        fh.write('\n'.join([_selection_markdown(all_df, first), *sections]))
     return all_df
 
 

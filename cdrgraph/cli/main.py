@@ -172,6 +172,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     out = _default_out(args, cfg)
     run_sweep(cfg, grid, out, seeds=args.seeds, device=args.device, progress=args.progress,
               resume=args.resume, models=args.models)
+    with open(osp.join(out, 'sweep.md')) as f:   # its first section: the points selected on validation
+        print(f.read().split('\n# ', 1)[0])
     print(f'sweep over {grid} written to {osp.join(out, "sweep.csv")} and {osp.join(out, "sweep.md")}')
     return 0
 

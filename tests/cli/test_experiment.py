@@ -255,3 +255,81 @@ def test_merge_takes_the_point_a_sweep_was_interrupted_in(tiny_cfg, tmp_path, mo
     os.rename(tmp_path / 'rest' / 'lr=0.02', tmp_path / 'rest' / 'lr=0.5')
     with pytest.raises(ConfigError, match="lr=0.5: a run folder that no row of .* names"):
         merge_runs([str(tmp_path / 'cut'), str(tmp_path / 'rest')], str(tmp_path / 'x'))
+
+
+def test_results_hold_the_validation_of_the_tested_model(tiny_cfg, tmp_path):
+    import torch
+
+    from cdrgraph.cli.config import build_evaluator, build_model, model_entries
+    from cdrgraph.train.evaluate import evaluate
+    tiny_cfg['train'] = {'epochs': 6, 'batch_size': 16, 'lr': 0.05, 'eval_every': 1, 'patience': 10}
+    tiny_cfg['models']['BPRMF-single'] = {'class': 'BPRMF', 'model': {'embedding_dim': 4},
+                                          'select_domains': 'per_domain'}
+    cfg = validate_config(tiny_cfg)
+    out = tmp_path / 'run'
+    df = run_experiment(cfg, str(out))
+    val = df[df['metric'].str.startswith(experiment.VAL_PREFIX)]
+    # every model has validation rows under its test protocol, per domain and mean, and no count rows
+    for model in ('Popularity', 'BPRMF', 'BPRMF-single'):
+        rows = val[(val.model == model) & (val.metric == 'val_ndcg@5')]
+        assert set(rows['domain']) == {'d0', 'd1', 'mean'} and set(rows['protocol']) == {'sampled'}
+    assert not val['metric'].str.contains('num_').any()
+    single = val[(val.model == 'BPRMF-single') & (val.metric == 'val_hr@5')].set_index('domain')['value']
+    assert single['mean'] == pytest.approx((single['d0'] + single['d1']) / 2)
+    # BPRMF: the value is the best epoch's (what early stopping selected), not the last epoch's
+    ckpt = torch.load(out / 'checkpoints' / 'BPRMF' / 'seed0' / 'last.pt', weights_only=False)
+    hist = [r for r in ckpt['history'] if 'ndcg@5/mean' in r]
+    reported = val[(val.model == 'BPRMF') & (val.metric == 'val_ndcg@5') & (val.domain == 'mean')]['value']
+    assert float(reported.iloc[0]) == pytest.approx(max(r['ndcg@5/mean'] for r in hist))
+    # and it equals a fresh evaluation of the saved (tested) model on the validation split
+    train, valid, _ = prepare_splits(cfg)
+    model = build_model(model_entries(cfg)['BPRMF'], train)
+    model.load_state_dict(torch.load(out / 'checkpoints' / 'BPRMF' / 'seed0' / 'model.pt',
+                                     weights_only=False)['model'])
+    fresh = evaluate(model, train, valid, build_evaluator(cfg['evaluation']))
+    for key in ('ndcg@5/d0', 'hr@1/d1', 'mrr/mean'):
+        got = val[(val.model == 'BPRMF') & (val.metric == 'val_' + key.split('/')[0]) &
+                  (val.domain == key.split('/')[1])]['value']
+        assert float(got.iloc[0]) == pytest.approx(float(fresh[key]), abs=1e-6)
+    # the Markdown tables show test metrics only
+    assert 'val_' not in (out / 'results.md').read_text()
+
+
+def _fake_sweep(values: dict[tuple[int, int], tuple[float, float]], metric: str = 'ndcg@5') -> pd.DataFrame:
+    rows = []
+    for (dim, seed), (val, test) in values.items():
+        for name, v in ((f'val_{metric}', val), (metric, test)):
+            rows.append({'models.BPRMF.model.embedding_dim': dim, 'model': 'BPRMF', 'seed': seed,
+                         'protocol': 'sampled', 'metric': name, 'domain': 'mean', 'value': v})
+    return pd.DataFrame(rows)
+
+
+def test_select_on_validation_never_looks_at_test(tiny_cfg):
+    from cdrgraph.cli.experiment import select_on_validation
+    cfg = validate_config(tiny_cfg)
+    # dim 4 is best on validation (mean over seeds), dim 8 on test and on seed 1's validation alone
+    sweep = _fake_sweep({(2, 0): (0.30, 0.40), (2, 1): (0.30, 0.41), (4, 0): (0.50, 0.20), (4, 1): (0.30, 0.21),
+                         (8, 0): (0.10, 0.90), (8, 1): (0.60, 0.91)})
+    sel = select_on_validation(sweep, cfg)
+    assert sel.to_dict('records') == [{'model': 'BPRMF', 'models.BPRMF.model.embedding_dim': 4,
+                                       'monitor': 'ndcg@5/mean', 'validation': pytest.approx(0.40),
+                                       'test': pytest.approx(0.205), 'seeds': '0,1', 'points': 3}]
+    # a minimised monitor picks the smallest validation value
+    cfg['models']['BPRMF']['train'] = {'monitor': 'ndcg@5/mean', 'monitor_mode': 'min'}
+    assert select_on_validation(sweep, cfg)['models.BPRMF.model.embedding_dim'].tolist() == [2]
+    # runs without validation rows (older results) are left out, not selected on test
+    assert select_on_validation(sweep[~sweep.metric.str.startswith('val_')], cfg).empty
+
+
+def test_sweep_reports_the_point_selected_on_validation(tiny_cfg, tmp_path):
+    from cdrgraph.cli.experiment import run_sweep, select_on_validation
+    tiny_cfg['train'] = {'epochs': 3, 'batch_size': 16, 'lr': 0.05}
+    sweep = run_sweep(tiny_cfg, {'models.BPRMF.model.embedding_dim': [2, 8]}, str(tmp_path / 's'), seeds=[0])
+    sel = select_on_validation(sweep, validate_config(tiny_cfg)).set_index('model')
+    assert set(sel.index) == {'Popularity', 'BPRMF'} and sel.loc['BPRMF', 'points'] == 2
+    val = sweep[(sweep.model == 'BPRMF') & (sweep.metric == 'val_ndcg@5') & (sweep.domain == 'mean')]
+    best = val.loc[val['value'].idxmax(), 'models.BPRMF.model.embedding_dim']
+    assert sel.loc['BPRMF', 'models.BPRMF.model.embedding_dim'] == best
+    md = (tmp_path / 's' / 'sweep.md').read_text()
+    assert md.startswith('# Selected on validation')
+    assert f'| BPRMF | {best} | ndcg@5/mean | {sel.loc["BPRMF", "validation"]:.4f} |' in md

@@ -47,11 +47,14 @@ def test_eval_reproduces_test_metrics(tiny_yaml, tmp_path, capsys):
     assert float(printed['hr@5/mean']) == pytest.approx(float(row['value'].iloc[0]), rel=1e-5)
 
 
-def test_sweep_one_result_per_grid_value(tiny_yaml, tmp_path):
+def test_sweep_one_result_per_grid_value(tiny_yaml, tmp_path, capsys):
     out = tmp_path / 'sweep'
     rc = main(['sweep', tiny_yaml, '--out', str(out), '--no-progress',
                '--grid', 'models.BPRMF.model.embedding_dim=2,5'])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith('# Selected on validation') and '| BPRMF | ' in printed
+    assert 'embedding_dim=2: ' not in printed   # the per-point tables stay in sweep.md
     df = pd.read_csv(out / 'sweep.csv')
     assert sorted(df['models.BPRMF.model.embedding_dim'].unique()) == [2, 5]
     for dim in (2, 5):
