@@ -135,9 +135,7 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
     shard = is_distributed()
     out = {protocol: evaluate(model, train, test, evaluator, exclude=exclude, device=device, distributed=shard)}
     # the validation metrics of the tested model, as `val_<metric>/<domain>` (what a sweep selects on)
-    val_metrics = _selected_validation(result, model, train, val, evaluator, device, shard)
-    out[protocol].update({f'{VAL_PREFIX}{k}': v for k, v in val_metrics.items()
-                          if not k.rpartition('/')[0].startswith('num_')})
+    out[protocol].update(_val_rows(result, model, train, val, evaluator, device, shard))
     if protocol == 'sampled' and ev_cfg.get('also_full'):
         out['full'] = evaluate(model, train, test, build_evaluator(ev_cfg, protocol='full'), exclude=exclude,
                                device=device, distributed=shard)
@@ -167,6 +165,14 @@ def _selected_validation(result: FitResult, model: Any, train: HeteroData, val: 
                     if k not in _HISTORY_KEYS and isinstance(v, (int, float)) and '/' in k}
     metrics = evaluate(model, train, val, evaluator, device=device, distributed=shard)
     return {k: float(v) for k, v in metrics.items() if '/' in k}
+
+
+def _val_rows(result: FitResult, model: Any, train: HeteroData, val: HeteroData, evaluator: Any, device: str,
+              shard: bool) -> dict[str, float]:
+    r""":func:`_selected_validation` keyed ``val_<metric>/<domain>``, without the ``num_*`` counts."""
+    return {f'{VAL_PREFIX}{k}': v for k, v in
+            _selected_validation(result, model, train, val, evaluator, device, shard).items()
+            if not k.rpartition('/')[0].startswith('num_')}
 
 
 def _add_means(metrics: dict[str, float]) -> dict[str, float]:
@@ -688,9 +694,10 @@ def finetune(checkpoint: str, cfg: Mapping[str, Any], out: str, domain: str | No
             raise ConfigError(f'{name} ({entry["class"]}) cannot take a new domain: it has no extend_domains(); '
                               'new-domain fine-tuning is available for DACDR')
         model.extend_domains(train, domain=domain, eval_data=(val, test))
-        fit(model, train, val, evaluator=evaluator, seed=seed, stages=['finetune'],
-            checkpoint_dir=osp.join(out, 'checkpoints', name, f'seed{seed}'), device=device, **kwargs)
-        res = {protocol: evaluate(model, train, test, evaluator, exclude=_held_out(val), device=device)}
+        result = fit(model, train, val, evaluator=evaluator, seed=seed, stages=['finetune'],
+                     checkpoint_dir=osp.join(out, 'checkpoints', name, f'seed{seed}'), device=device, **kwargs)
+        res = {protocol: {**evaluate(model, train, test, evaluator, exclude=_held_out(val), device=device),
+                          **_val_rows(result, model, train, val, evaluator, device, False)}}
         rows.extend(_rows(f'{name}-finetuned', seed, {p: {k: float(v) for k, v in m.items()}
                                                        for p, m in res.items()}))
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)

@@ -41,6 +41,10 @@ def test_finetune_new_domain_keeps_trained_parts(tmp_path, capsys):
     assert 'DACDR-finetuned' in capsys.readouterr().out
     df = pd.read_csv(osp.join(out, 'results.csv'))
     assert set(df['model']) == {'DACDR-finetuned'} and 'd2' in set(df['domain'])
+    # the validation value of the fine-tuned model is recorded too: the one early stopping kept
+    val = df[(df.metric == 'val_rmse') & (df.domain == 'mean')]['value']
+    last = load_checkpoint(osp.join(out, 'checkpoints', 'DACDR', 'seed0', 'last.pt'))
+    assert len(val) == 1 and float(val.iloc[0]) == float(last['best_metric']['finetune'])
     tuned = load_checkpoint(osp.join(out, 'checkpoints', 'DACDR', 'seed0', 'best.pt'))['model']
     new_keys = set(tuned) - set(trained)
     assert new_keys and all('2' in k for k in new_keys)          # the new domain's table and row
