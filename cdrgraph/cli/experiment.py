@@ -56,7 +56,6 @@ SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
 MODEL_FILE = 'model.pt'
 #: metric-name prefix of the validation rows of results.csv (``val_ndcg@10``)
 VAL_PREFIX = 'val_'
-_HISTORY_KEYS = frozenset({'stage', 'epoch', 'loss', 'steps', 'seconds'})
 
 
 # ---------------------------------------------------------------- data
@@ -146,33 +145,28 @@ def _fit_and_test(cfg: Mapping[str, Any], name: str, entry: Mapping[str, Any], s
     return {p: {k: float(v) for k, v in m.items()} for p, m in out.items()}
 
 
-def _selected_validation(result: FitResult, model: Any, train: HeteroData, val: HeteroData, evaluator: Any,
-                         device: str, shard: bool) -> dict[str, float]:
+def _val_rows(result: FitResult, model: Any, train: HeteroData, val: HeteroData, evaluator: Any, device: str,
+              shard: bool) -> dict[str, float]:
     r"""Validation metrics of the model as :func:`fit` left it (the best state
-    of its last stage): the history row of that epoch when the stage was
-    monitored, otherwise a fresh evaluation on ``val`` (models without a
-    trained stage, e.g. ``Popularity``); empty when ``val`` holds no held-out
-    pairs."""
+    of its last stage), keyed ``val_<metric>/<domain>`` without the ``num_*``
+    counts: the history row of that epoch when the stage was monitored,
+    otherwise a fresh evaluation on ``val`` (models without a trained stage,
+    e.g. ``Popularity``); empty when ``val`` holds no held-out pairs."""
     held = _held_out(val)
     if held is None or held.numel() == 0:
         return {}
-    stages = [row['stage'] for row in result.history]
-    if stages:
-        last, epoch = stages[-1], result.best_epoch.get(stages[-1])
+    metrics: Mapping[str, Any] | None = None
+    if result.history:
+        last = result.history[-1]['stage']
+        epoch = result.best_epoch.get(last)
         rows = [r for r in result.history if r['stage'] == last and r['epoch'] == epoch and result.monitor in r]
         if rows and result.best_metric.get(last) is not None:
-            return {k: float(v) for k, v in rows[-1].items()
-                    if k not in _HISTORY_KEYS and isinstance(v, (int, float)) and '/' in k}
-    metrics = evaluate(model, train, val, evaluator, device=device, distributed=shard)
-    return {k: float(v) for k, v in metrics.items() if '/' in k}
-
-
-def _val_rows(result: FitResult, model: Any, train: HeteroData, val: HeteroData, evaluator: Any, device: str,
-              shard: bool) -> dict[str, float]:
-    r""":func:`_selected_validation` keyed ``val_<metric>/<domain>``, without the ``num_*`` counts."""
-    return {f'{VAL_PREFIX}{k}': v for k, v in
-            _selected_validation(result, model, train, val, evaluator, device, shard).items()
-            if not k.rpartition('/')[0].startswith('num_')}
+            metrics = rows[-1]
+    if metrics is None:
+        metrics = evaluate(model, train, val, evaluator, device=device, distributed=shard)
+    # metric keys are '<metric>/<domain>'; the history's own keys (stage, epoch, loss, ...) have no '/'
+    return {f'{VAL_PREFIX}{k}': float(v) for k, v in metrics.items()
+            if '/' in k and not k.startswith('num_') and v is not None}
 
 
 def _add_means(metrics: dict[str, float]) -> dict[str, float]:
@@ -457,16 +451,14 @@ def select_on_validation(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Data
 
 
 def _selection_markdown(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> str:
+    from cdrgraph.metrics.report import to_markdown
     sel = select_on_validation(sweep, cfg)
     head = ('# Selected on validation\n\nPer model, the grid point with the best validation value of its '
             'early-stopping monitor (mean over seeds); the test value is shown, not used to choose.\n\n')
     if sel.empty:
         return head + 'No validation values in these runs (written before cdrgraph recorded them).\n'
-    cols = list(sel.columns)
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '|'.join('---' for _ in cols) + '|']
-    for rec in sel.itertuples(index=False):
-        lines.append('| ' + ' | '.join(f'{v:.4f}' if isinstance(v, float) else str(v) for v in rec) + ' |')
-    return head + '\n'.join(lines) + '\n'
+    sel[['validation', 'test']] = sel[['validation', 'test']].map('{:.4f}'.format)
+    return head + to_markdown(sel.set_index('model'))
 
 
 # ---------------------------------------------------------------- merging runs
@@ -630,7 +622,8 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
                     values[name] = point
                 points.setdefault(name, []).append(osp.join(f, name))
     merged, sections = [], []
-    for name in sorted(points, key=list(values).index):
+    names = sorted(points, key=list(values).index)
+    for name in names:
         df = _merge_plain(points[name], osp.join(out, name))
         with open(osp.join(out, name, 'results.md')) as fh:
             sections.append(fh.read().replace('# ', f'# {_point_tag(grid_cols, values[name])}: ', 1))
@@ -639,7 +632,8 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
         merged.append(df)
     all_df = pd.concat(merged, ignore_index=True)
     all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
-    first, _ = load_run(osp.join(out, next(iter(sorted(points, key=list(values).index)))))
+    with open(osp.join(out, names[0], 'config.yaml')) as fh:   # the first point's merged config: the monitors
+        first = yaml.safe_load(fh)
     with open(osp.join(out, 'sweep.md'), 'w') as fh:
         fh.write('\n'.join([_selection_markdown(all_df, first), *sections]))
     return all_df
