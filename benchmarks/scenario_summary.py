@@ -23,7 +23,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
 
 from cdrgraph.cli.experiment import load_run  # noqa: E402
-from cdrgraph.metrics.report import higher_is_better  # noqa: E402
+from cdrgraph.metrics.report import higher_is_better, to_markdown  # noqa: E402
 
 
 def _load(folder: str, metric: str) -> tuple[str, pd.DataFrame]:
@@ -47,7 +47,7 @@ def scenario_summary(folders: list[str], metric: str = 'ndcg@10',
         raise ValueError(f'models {unknown} are in none of the folders (they hold {found})')
     models = list(models or found)
     better = higher_is_better(metric)
-    lines = ['| scenario | seeds | ' + ' | '.join(models) + ' |', '|---|---|' + '---:|' * len(models)]
+    first = []
     for name, df in runs:
         stats = df[df['domain'] == 'mean'].groupby('model')['value'].agg(['mean', 'std', 'count'])
         shown = stats['mean'][stats.index.isin(models)]
@@ -61,11 +61,12 @@ def scenario_summary(folders: list[str], metric: str = 'ndcg@10',
             mean, std, n = stats.loc[m]
             text = f'{mean:.4f} ± {0.0 if n < 2 else std:.4f}' + ('' if n == len(seeds) else f' ({int(n)} seeds)')
             cells.append(f'**{text}**' if mean == best else text)
-        lines.append(f'| {name} | {",".join(map(str, seeds))} | ' + ' | '.join(cells) + ' |')
-    out = '\n'.join(lines) + f'\n\n({metric}, mean over domains; mean ± std over seeds; best of a row in bold)\n'
+        first.append([name, ','.join(map(str, seeds)), *cells])
+    out = to_markdown(pd.DataFrame(first, columns=['scenario', 'seeds', *models]).set_index('scenario'))
+    out += f'\n({metric}, mean over domains; mean ± std over seeds; best of a row in bold)\n'
     if compare:
         head = ['scenario'] + [f'{a} ≥ {b}: domains' for a, b in compare] + [f'{a} ≥ {b}: mean' for a, b in compare]
-        rows = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 1)]
+        rows = []
         for name, df in runs:
             means = df.groupby(['model', 'domain'])['value'].mean()
             counts, verdicts = [], []
@@ -80,9 +81,9 @@ def scenario_summary(folders: list[str], metric: str = 'ndcg@10',
                 counts.append(f'{wins} of {len(domains)}')
                 ok = ma['mean'] >= mb['mean'] if better else ma['mean'] <= mb['mean']
                 verdicts.append(f'{"yes" if ok else "no"} ({ma["mean"]:.4f} vs {mb["mean"]:.4f})')
-            rows.append(f'| {name} | ' + ' | '.join(counts + verdicts) + ' |')
+            rows.append([name, *counts, *verdicts])
         note = f'(seed-means of {metric} per domain; "≥" reads "≤" for error metrics)'
-        out += '\n' + '\n'.join(rows) + f'\n\n{note}\n'
+        out += '\n' + to_markdown(pd.DataFrame(rows, columns=head).set_index('scenario')) + f'\n{note}\n'
     return out
 
 

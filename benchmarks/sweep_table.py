@@ -19,7 +19,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
 
 from cdrgraph.cli.experiment import RESULT_COLUMNS  # noqa: E402
-from cdrgraph.metrics.report import higher_is_better  # noqa: E402
+from cdrgraph.metrics.report import higher_is_better, to_markdown  # noqa: E402
 
 
 def sweep_table(folder: str, metrics: list[str], domain: str = 'mean', protocol: str | None = None,
@@ -46,7 +46,7 @@ def sweep_table(folder: str, metrics: list[str], domain: str = 'mean', protocol:
     models = list(dict.fromkeys(df['model']))
     name = label or axis.rsplit('.', 1)[-1]
     header = ['model'] + [f'{m} {name}={v}' for v in values for m in metrics]
-    lines = ['| ' + ' | '.join(header) + ' |', '|---|' + '---:|' * (len(header) - 1)]
+    rows = []
     best = {}
     for v in values:
         for m in metrics:
@@ -62,9 +62,10 @@ def sweep_table(folder: str, metrics: list[str], domain: str = 'mean', protocol:
                 mean, std, n = stats.loc[(model, m, v)]
                 text = f'{mean:.4f} ± {0.0 if n < 2 else std:.4f}'
                 cells.append(f'**{text}**' if mean == best[(m, v)] else text)
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        rows.append(cells)
     seeds = sorted(df['seed'].unique().tolist())
-    return '\n'.join(lines) + f'\n\n(mean ± std over seeds {seeds}, domain {domain!r}, protocol {protocol})\n'
+    table = to_markdown(pd.DataFrame(rows, columns=header).set_index('model'))
+    return table + f'\n(mean ± std over seeds {seeds}, domain {domain!r}, protocol {protocol})\n'
 
 
 def main() -> None:
