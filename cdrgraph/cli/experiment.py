@@ -522,11 +522,19 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     first, cfg0, _ = runs[0]
 
     def rest(cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in cfg.items() if k not in ('seeds', 'models')}
+        return {k: v for k, v in cfg.items() if k not in ('seeds', 'models', 'baseline')}
 
     base = rest(cfg0)
+    # a model entry added to the config later (a part run with the new entry) brings its baseline pair along:
+    # the pairs are united like the model entries, and one model compared with two baselines is refused
+    baseline: dict[str, str] = {}
+    for folder, cfg, _ in runs:
+        for model, ref in (cfg.get('baseline') or {}).items():
+            if baseline.setdefault(model, ref) != ref:
+                raise ConfigError(f'{folder}/config.yaml: baseline compares {model!r} with {ref!r}, an earlier run '
+                                  f'with {baseline[model]!r}; one model entry has one baseline (rename one entry)')
     models: dict[str, Any] = {}
-    order = _model_order([list(cfg.get('models') or {}) for _, cfg, _ in runs], cfg0.get('baseline'))
+    order = _model_order([list(cfg.get('models') or {}) for _, cfg, _ in runs], baseline or None)
     owner: dict[tuple[str, int], str] = {}
     for folder, cfg, df in runs:
         mine = rest(cfg)
@@ -550,6 +558,8 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     df = df.assign(_o=df['model'].map(lambda m: rank.get(m, len(rank)))) \
         .sort_values(['_o', 'seed'], kind='stable').drop(columns='_o').reset_index(drop=True)
     cfg = dict(cfg0, models={m: models[m] for m in order}, seeds=sorted({s for _, s in owner}))
+    if baseline:
+        cfg['baseline'] = baseline
     os.makedirs(out, exist_ok=True)
     with open(osp.join(out, 'config.yaml'), 'w') as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
@@ -576,12 +586,15 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     seeds or models (``cdrgraph train --seeds/--models``), e.g. on several
     machines or after an interruption — into ``out``: one ``results.csv``,
     ``results.md`` (``Fewer seeds for ...`` where models differ) and
-    ``config.yaml`` (union of seeds and models). Sweep folders
+    ``config.yaml`` (union of seeds, models and ``baseline`` pairs, so a
+    model entry added to the config later merges with the runs made
+    before it). Sweep folders
     (``sweep.csv``) are merged point by point, including the point an
     interrupted sweep was in (its finished models; the grid values are read
     from the point's ``config.yaml``). Raises :class:`ConfigError`
     when the runs' data, split, candidates, evaluation or training differ,
-    or when a (model, seed) appears twice. Checkpoints are not copied.
+    when a (model, seed) appears twice, or when a model entry differs or is
+    compared with two baselines. Checkpoints are not copied.
     Models keep their config order as far as the parts show it; parts that
     share no model are placed by the config's ``baseline`` mapping (a
     baseline before the models compared with it).

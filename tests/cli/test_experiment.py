@@ -164,6 +164,32 @@ def test_runs_in_parts_merge_into_the_whole_run(tiny_cfg, tmp_path):
         run_experiment(tiny_cfg, str(tmp_path / 'x'), models=['SMF'])
 
 
+def test_merge_takes_a_model_entry_added_to_the_config_later(tiny_cfg, tmp_path):
+    import yaml
+
+    from cdrgraph.cli.experiment import merge_runs
+    tiny_cfg['models']['CMF'] = {'model': {'embedding_dim': 4}}
+    tiny_cfg['baseline'] = {'CMF': 'BPRMF'}
+    run_experiment(tiny_cfg, str(tmp_path / 'old'), seeds=[0])
+    # the config gains an entry (and its baseline pair) after the first run; only the new entry is run
+    later = dict(tiny_cfg, models={**tiny_cfg['models'], 'MF2': {'class': 'BPRMF', 'model': {'embedding_dim': 2}}},
+                 baseline={'CMF': 'BPRMF', 'MF2': 'CMF'})
+    run_experiment(later, str(tmp_path / 'new'), seeds=[0], models=['MF2'])
+    run_experiment(later, str(tmp_path / 'whole'), seeds=[0])
+    merged = merge_runs([str(tmp_path / 'old'), str(tmp_path / 'new')], str(tmp_path / 'm'))
+    assert list(merged['model'].unique()) == ['Popularity', 'BPRMF', 'CMF', 'MF2']
+    cfg = yaml.safe_load((tmp_path / 'm' / 'config.yaml').read_text())
+    assert cfg['baseline'] == {'CMF': 'BPRMF', 'MF2': 'CMF'} and list(cfg['models']) == ['BPRMF', 'CMF', 'MF2']
+    # the same table as running the extended config at once, '↓' of the new pair included
+    assert (tmp_path / 'm' / 'results.md').read_text() == (tmp_path / 'whole' / 'results.md').read_text()
+    assert 'MF2 vs CMF' in (tmp_path / 'm' / 'results.md').read_text()
+    # one model, two baselines: refused, naming the run
+    clash = dict(later, baseline={'CMF': 'BPRMF', 'MF2': 'BPRMF'})
+    run_experiment(clash, str(tmp_path / 'clash'), seeds=[1], models=['MF2'])
+    with pytest.raises(ConfigError, match=r"clash/config.yaml: baseline compares 'MF2' with 'BPRMF'.*'CMF'"):
+        merge_runs([str(tmp_path / 'm'), str(tmp_path / 'clash')], str(tmp_path / 'x'))
+
+
 def test_merge_orders_disjoint_parts_like_the_config(tiny_cfg, tmp_path):
     from cdrgraph.cli.experiment import _model_order, merge_runs
     tiny_cfg['models'] = {'BPRMF': {'model': {'embedding_dim': 4}},
