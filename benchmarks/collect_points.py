@@ -94,9 +94,11 @@ def collect_points(out: str, points: dict[str, str]) -> str:
         first = str(group['point'].iloc[0])
         parts.append(select_on_validation(group, configs[first]))
     table = pd.concat(parts, ignore_index=True).set_index('model')
+    for col in ('validation', 'test'):
+        table[col] = table[col].map(lambda v: f'{v:.4f}')
     text = ('# Selected on validation\n\nPer model, the point with the best mean-over-seeds validation value of '
             'its early-stopping monitor; the test value is shown, never used to choose.\n\n'
-            + to_markdown(table.round(4)))
+            + to_markdown(table))
     with open(osp.join(out, 'selection.md'), 'w') as f:
         f.write(text)
     return text
