@@ -12,10 +12,10 @@ writes into the output folder
 
 - ``<point>/config.yaml`` and ``<point>/results.csv`` of every run (no checkpoints),
 - ``sweep.csv``: the runs' ``results.csv`` rows with a first column ``point``,
-- ``validation_curves.csv``: one row per validated epoch of every fit (``point``, ``model``, ``domain_model`` —
-  the domain of a per-domain model, else empty —, ``seed``, ``stage``, ``epoch``, ``steps``, ``train_loss``,
-  ``seconds``
-  and the validation metrics of the monitored domain), read from the runs' ``checkpoints/*/seed*/last.pt``,
+- ``validation_curves.csv``: one row per validated epoch of every fit (``point``, ``model``, ``seed``,
+  ``domain_model`` — the domain of a per-domain model, else empty —, ``stage``, ``epoch``, ``steps``,
+  ``train_loss``, ``seconds`` and the validation metrics of the monitored domain), read from the runs'
+  ``checkpoints/*/seed*/last.pt`` (a run folder without checkpoints contributes no curve),
 - ``selection.md``: per model, the point with the best validation value of its monitor (mean over seeds;
   :func:`cdrgraph.cli.experiment.select_on_validation`), the test value beside it but not used to choose,
 
