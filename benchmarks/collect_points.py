@@ -37,8 +37,13 @@ import torch
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
 
-from cdrgraph.cli.experiment import RESULT_COLUMNS, VAL_PREFIX, load_run, select_on_validation  # noqa: E402
-from cdrgraph.metrics.report import to_markdown  # noqa: E402
+from cdrgraph.cli.experiment import (  # noqa: E402
+    RESULT_COLUMNS,
+    VAL_PREFIX,
+    load_run,
+    select_on_validation,
+    selection_markdown,
+)
 
 
 def _curves(point: str, folder: str, monitor_domain: str) -> list[dict]:
@@ -93,12 +98,7 @@ def collect_points(out: str, points: dict[str, str]) -> str:
     for _, group in sweep.groupby('model', sort=False):
         first = str(group['point'].iloc[0])
         parts.append(select_on_validation(group, configs[first]))
-    table = pd.concat(parts, ignore_index=True).set_index('model')
-    for col in ('validation', 'test'):
-        table[col] = table[col].map(lambda v: f'{v:.4f}')
-    text = ('# Selected on validation\n\nPer model, the point with the best mean-over-seeds validation value of '
-            'its early-stopping monitor; the test value is shown, never used to choose.\n\n'
-            + to_markdown(table))
+    text = selection_markdown(pd.concat(parts, ignore_index=True))
     with open(osp.join(out, 'selection.md'), 'w') as f:
         f.write(text)
     return text

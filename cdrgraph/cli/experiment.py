@@ -48,8 +48,8 @@ from cdrgraph.train.fit import FitResult, fit
 from cdrgraph.train.seed import seed_everything
 
 __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
-           'write_results', 'merge_runs', 'load_run', 'select_models', 'select_on_validation', 'RESULT_COLUMNS',
-           'VAL_PREFIX']
+           'write_results', 'merge_runs', 'load_run', 'select_models', 'select_on_validation', 'selection_markdown',
+           'RESULT_COLUMNS', 'VAL_PREFIX']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
 SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
@@ -396,7 +396,7 @@ def run_sweep(cfg: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], out: st
         if is_main_process():
             all_df.to_csv(osp.join(out, 'sweep.csv'), index=False)
             with open(osp.join(out, 'sweep.md'), 'w') as f:
-                f.write('\n'.join([_selection_markdown(all_df, sub_cfg), *sections]))
+                f.write('\n'.join([selection_markdown(select_on_validation(all_df, sub_cfg)), *sections]))
     return all_df
 
 
@@ -450,13 +450,25 @@ def select_on_validation(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> pd.Data
     return pd.DataFrame(rows, columns=['model', *grid_cols, 'monitor', 'validation', 'test', 'seeds', 'points'])
 
 
-def _selection_markdown(sweep: pd.DataFrame, cfg: Mapping[str, Any]) -> str:
+def selection_markdown(selection: pd.DataFrame) -> str:
+    r"""The ``# Selected on validation`` section of ``sweep.md``: the table
+    of :func:`select_on_validation` (validation and test to 4 decimals), or
+    a line saying that the runs hold no validation values.
+
+    Args:
+        selection (pandas.DataFrame): rows as :func:`select_on_validation`
+            returns them (one per model; several such frames may be
+            concatenated, e.g. models selected under different configs).
+
+    Example:
+        >>> print(selection_markdown(select_on_validation(sweep, cfg)))
+    """
     from cdrgraph.metrics.report import to_markdown
-    sel = select_on_validation(sweep, cfg)
-    head = ('# Selected on validation\n\nPer model, the grid point with the best validation value of its '
+    head = ('# Selected on validation\n\nPer model, the point with the best validation value of its '
             'early-stopping monitor (mean over seeds); the test value is shown, not used to choose.\n\n')
-    if sel.empty:
+    if selection.empty:
         return head + 'No validation values in these runs (written before cdrgraph recorded them).\n'
+    sel = selection.copy()
     sel[['validation', 'test']] = sel[['validation', 'test']].map('{:.4f}'.format)
     return head + to_markdown(sel.set_index('model'))
 
@@ -648,7 +660,7 @@ def merge_runs(folders: Sequence[str], out: str) -> pd.DataFrame:
     with open(osp.join(out, names[0], 'config.yaml')) as fh:   # the first point's merged config: the monitors
         first = yaml.safe_load(fh)
     with open(osp.join(out, 'sweep.md'), 'w') as fh:
-        fh.write('\n'.join([_selection_markdown(all_df, first), *sections]))
+        fh.write('\n'.join([selection_markdown(select_on_validation(all_df, first)), *sections]))
     return all_df
 
 
