@@ -1,8 +1,13 @@
 """A tiny FakeCDRDataset experiment config shared by the CLI tests."""
 from __future__ import annotations
 
+import importlib.util
+import os.path as osp
+
 import pytest
 import yaml
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def tiny_config(tmp_path) -> dict:
@@ -30,3 +35,14 @@ def tiny_yaml(tmp_path, tiny_cfg):
     path = tmp_path / 'tiny.yaml'
     path.write_text(yaml.safe_dump(tiny_cfg))
     return str(path)
+
+
+@pytest.fixture
+def benchmark_script():
+    r"""Import a script of ``benchmarks/`` by name (``benchmark_script('relabel_run')``)."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'benchmarks', f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

@@ -1,7 +1,6 @@
 """benchmarks/collect_points.py: hand-picked hyper-parameter runs collected and selected on validation."""
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
 
 import pandas as pd
@@ -10,18 +9,9 @@ import pytest
 from cdrgraph.cli.config import validate_config
 from cdrgraph.cli.experiment import run_experiment
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location('collect_points', osp.join(ROOT, 'benchmarks', 'collect_points.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_points_are_collected_and_selected_on_validation(tiny_cfg, tmp_path):
-    mod = _module()
+def test_points_are_collected_and_selected_on_validation(tiny_cfg, tmp_path, benchmark_script):
+    mod = benchmark_script('collect_points')
     tiny_cfg['train'] = {'epochs': 4, 'batch_size': 16, 'eval_every': 1, 'patience': 10, 'monitor': 'ndcg@5/mean'}
     tiny_cfg['models'] = {'BPRMF': {'model': {'embedding_dim': 4}}, 'Popularity': {}}
     folders = {}

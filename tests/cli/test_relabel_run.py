@@ -1,7 +1,6 @@
 """benchmarks/relabel_run.py: a check point's run relabelled as a part of the config entry with the same settings."""
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
 
 import pandas as pd
@@ -10,15 +9,6 @@ import yaml
 
 from cdrgraph.cli.config import ConfigError, load_config, validate_config
 from cdrgraph.cli.experiment import merge_runs, run_experiment
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location('relabel_run', osp.join(ROOT, 'benchmarks', 'relabel_run.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _read(folder):
@@ -42,9 +32,9 @@ def setup(tiny_cfg, tmp_path):
     return point, str(path), tmp_path
 
 
-def test_relabelled_point_equals_running_the_entry(setup):
+def test_relabelled_point_equals_running_the_entry(setup, benchmark_script):
+    mod = benchmark_script('relabel_run')
     point, config, tmp = setup
-    mod = _module()
     out = str(tmp / 'relabelled')
     n = mod.relabel_run(point, config, 'BPRMF', 'BPRMF-val', out)
     got = _read(out)
@@ -64,9 +54,9 @@ def test_relabelled_point_equals_running_the_entry(setup):
     assert sorted(set(merged['seed'])) == [0, 1]
 
 
-def test_relabel_refuses_other_settings(setup):
+def test_relabel_refuses_other_settings(setup, benchmark_script):
+    mod = benchmark_script('relabel_run')
     point, config, tmp = setup
-    mod = _module()
     with pytest.raises(ConfigError, match=r"differs from .* entry 'BPRMF' in \['train'\]"):
         mod.relabel_run(point, config, 'BPRMF', 'BPRMF', str(tmp / 'a'))
     other = yaml.safe_load(open(config))
