@@ -31,9 +31,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(HERE))
 
 from cdrgraph.cli.config import ConfigError, load_config, validate_config  # noqa: E402
-from cdrgraph.cli.experiment import load_run, write_results  # noqa: E402
-
-_PER_RUN = ('models', 'seeds', 'baseline')
+from cdrgraph.cli.experiment import config_differences, load_run, write_results  # noqa: E402
 
 
 def relabel_run(run: str, config: str, source: str, target: str, out: str) -> int:
@@ -64,7 +62,7 @@ def relabel_run(run: str, config: str, source: str, target: str, out: str) -> in
         raise ConfigError(f'{run}/config.yaml entry {source!r} differs from {config} entry {target!r} in {keys}: '
                           f'{ {k: got.get(k) for k in keys} } vs { {k: want.get(k) for k in keys} }; only a run '
                           'of identical settings can be relabelled')
-    differ = sorted(k for k in set(run_cfg) | set(cfg) if k not in _PER_RUN and run_cfg.get(k) != cfg.get(k))
+    differ = config_differences(run_cfg, cfg)
     if differ:
         raise ConfigError(f'{run}/config.yaml differs from {config} in {differ}: the run was made under other '
                           'data, split, candidates, evaluation or training settings')
@@ -78,7 +76,6 @@ def relabel_run(run: str, config: str, source: str, target: str, out: str) -> in
     os.makedirs(out, exist_ok=True)
     with open(osp.join(out, 'config.yaml'), 'w') as f:
         yaml.safe_dump(cfg, f, sort_keys=False)
-    rows.to_csv(osp.join(out, 'results.csv'), index=False)
     write_results(rows, out, cfg.get('baseline'), title=cfg.get('name') or 'Results',
                   report=cfg['evaluation'].get('report'))
     return len(rows)

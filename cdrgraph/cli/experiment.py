@@ -49,7 +49,7 @@ from cdrgraph.train.seed import seed_everything
 
 __all__ = ['prepare_splits', 'split_key', 'run_model', 'run_experiment', 'run_sweep', 'parse_grid',
            'write_results', 'merge_runs', 'load_run', 'select_models', 'select_on_validation', 'selection_markdown',
-           'RESULT_COLUMNS', 'VAL_PREFIX']
+           'config_differences', 'RESULT_COLUMNS', 'VAL_PREFIX']
 
 RESULT_COLUMNS = ['model', 'seed', 'protocol', 'metric', 'domain', 'value']
 SPLIT_CACHE_VERSION = 2  # bump when a split/candidate rule changes
@@ -529,14 +529,23 @@ def _model_order(parts: Sequence[Sequence[str]], baseline: Mapping[str, str] | N
     return list(nx.lexicographical_topological_sort(graph, key=lambda m: (m in compared, first[m])))
 
 
+def config_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    r"""The top-level sections in which two run configs differ, apart from
+    what a part of one experiment may change (``seeds``, ``models``,
+    ``baseline``); empty when both runs belong to one experiment.
+
+    Example:
+        >>> config_differences(load_run('runs/a')[0], load_run('runs/b')[0])
+        []
+    """
+    per_run = ('seeds', 'models', 'baseline')
+    return sorted(k for k in set(a) | set(b) if k not in per_run and a.get(k) != b.get(k))
+
+
 def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     runs = [(f, *load_run(f)) for f in folders]
     first, cfg0, _ = runs[0]
 
-    def rest(cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in cfg.items() if k not in ('seeds', 'models', 'baseline')}
-
-    base = rest(cfg0)
     # a model entry added to the config later (a part run with the new entry) brings its baseline pair along:
     # the pairs are united like the model entries, and one model compared with two baselines is refused
     baseline: dict[str, str] = {}
@@ -549,8 +558,7 @@ def _merge_plain(folders: Sequence[str], out: str) -> pd.DataFrame:
     order = _model_order([list(cfg.get('models') or {}) for _, cfg, _ in runs], baseline or None)
     owner: dict[tuple[str, int], str] = {}
     for folder, cfg, df in runs:
-        mine = rest(cfg)
-        differ = sorted(k for k in set(mine) | set(base) if mine.get(k) != base.get(k))
+        differ = config_differences(cfg, cfg0)
         if differ:
             raise ConfigError(f'{folder}/config.yaml differs from {first}/config.yaml in {differ}: only runs of '
                               'one experiment (same data, split, candidates, evaluation, train) can be merged')
